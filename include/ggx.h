@@ -169,6 +169,11 @@ int32_t ggx_sampler_sample(ggx_sampler *s, float *logits, int n_vocab);
 /* Tell the sampler an id was appended to the context (for penalties). */
 void ggx_sampler_accept(ggx_sampler *s, int32_t id);
 void ggx_sampler_reset(ggx_sampler *s);
+/* The sampler's mutable state (RNG position + penalty window, not the params) as a small blob,
+ * so a saved session (e.g. ggx chat /save) continues exactly as an uninterrupted one. */
+size_t ggx_sampler_state_size(const ggx_sampler *s);
+ggx_status ggx_sampler_state_get(const ggx_sampler *s, void *buf, size_t cap);
+ggx_status ggx_sampler_state_set(ggx_sampler *s, const void *buf, size_t len);
 
 #ifdef __cplusplus
 }
