@@ -129,4 +129,16 @@ ggx_tensor *ggx_soft_cap(ggx_graph *g, ggx_tensor *x, ggx_tensor *bias, float ca
 ggx_tensor *ggx_mlstm(ggx_graph *g, ggx_tensor *q, ggx_tensor *k, ggx_tensor *v, ggx_tensor *ig,
                       ggx_tensor *fg, int layer, int n_heads, int dqk, int dv, int chunk, float eps);
 
+/* ---- planning and execution (graph.c) ----
+ * ggx_graph_plan_offsets assigns every op result an offset in one arena with liveness-based
+ * reuse (a range is recycled after its last consumer; GGX_TF_OUTPUT results are kept) and
+ * returns the arena size. ggx_graph_plan does that, grows *arena (backend memory owned by the
+ * caller, e.g. the model) through be->alloc only when it is too small, and points every op
+ * result's data into it. A planned graph may be computed any number of times. */
+typedef struct ggx_backend ggx_backend;
+ggx_status ggx_graph_plan_offsets(ggx_graph *g, size_t *arena_size);
+ggx_status ggx_graph_plan(ggx_graph *g, ggx_backend *be, void **arena, size_t *arena_cap);
+ggx_status ggx_graph_compute(ggx_graph *g, ggx_backend *be);
+const char *ggx_op_name(enum ggx_op op);
+
 #endif

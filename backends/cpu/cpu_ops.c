@@ -1,0 +1,293 @@
+/*
+ * cpu_ops.c — the CPU implementation of every graph op. Each op is a pool job that splits its
+ * work so that every output element is computed by the same code in the same order whatever
+ * the thread count (so -t 1 and -t N give bit-identical results).
+ */
+#include "cpu_backend.h"
+#include "cpu_mlstm.h"
+
+#include "error.h"
+#include "quants.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+typedef struct op_job {
+    ggx_cpu_ctx *ctx;
+    const ggx_cpu_kernels *kr;
+    ggx_tensor *node;
+    const ggx_batch *batch;
+} op_job;
+
+static inline int64_t cols_of(const ggx_tensor *t) { return t->dims[t->n_dims - 1]; }
+
+/* [begin, end) of n items for thread ith of nth */
+static inline void split(int64_t n, int ith, int nth, int64_t *b, int64_t *e) {
+    *b = n * ith / nth;
+    *e = n * (ith + 1) / nth;
+}
+
+/* ------------------------------------------------------------------------- weight rows -- */
+
+/* Convert weight rows [r0, r1) of W [*, cols] (any type) to f32 dst [(r1-r0), cols]. */
+static void rows_to_f32(const ggx_cpu_kernels *kr, enum ggx_type t, const void *W, int64_t cols,
+                        int64_t r0, int64_t r1, float *dst) {
+    size_t rs = ggx_row_size(t, cols);
+    for (int64_t r = r0; r < r1; r++) {
+        const char *src = (const char *)W + (size_t)r * rs;
+        float *d = dst + (r - r0) * cols;
+        switch (t) {
+        case GGX_TYPE_F32: memcpy(d, src, (size_t)cols * sizeof(float)); break;
+        case GGX_TYPE_BF16: kr->cvt_bf16((const uint16_t *)src, d, cols); break;
+        case GGX_TYPE_F16: kr->cvt_f16((const uint16_t *)src, d, cols); break;
+        default: ggx_dequantize_row(t, src, d, cols); break;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------- MUL_MAT -- */
+
+static void job_mul_mat(void *vp, int ith, int nth) {
+    op_job *j = vp;
+    const ggx_tensor *w = j->node->src[0], *x = j->node->src[1];
+    const int64_t O = w->dims[0], In = w->dims[1], T = ggx_tensor_rows(x);
+    const float *xd = x->data;
+    float *y = j->node->data;
+    float *scratch = j->ctx->scratch[ith];
+    const size_t rs = ggx_row_size(w->type, In);
+
+    if (T < GGX_CPU_GEMM_MIN) {
+        /* every weight row is read once and dotted with all T activations */
+        int64_t r0, r1;
+        split(O, ith, nth, &r0, &r1);
+        float out[GGX_CPU_GEMM_MIN];
+        for (int64_t r = r0; r < r1; r++) {
+            const char *wr = (const char *)w->data + (size_t)r * rs;
+            switch (w->type) {
+            case GGX_TYPE_F32: j->kr->dot_f32((const float *)wr, xd, In, (int)T, In, out); break;
+            case GGX_TYPE_BF16: j->kr->dot_bf16((const uint16_t *)wr, xd, In, (int)T, In, out); break;
+            case GGX_TYPE_F16: j->kr->dot_f16((const uint16_t *)wr, xd, In, (int)T, In, out); break;
+            default:
+                ggx_dequantize_row(w->type, wr, scratch, In);
+                j->kr->dot_f32(scratch, xd, In, (int)T, In, out);
+                break;
+            }
+            for (int64_t t = 0; t < T; t++) y[t * O + r] = out[t];
+        }
+        return;
+    }
+    /* prefill: fixed tiles of weight rows (independent of the thread count), f32 sgemm */
+    const int64_t nt = (O + GGX_CPU_TILE - 1) / GGX_CPU_TILE;
+    int64_t t0, t1;
+    split(nt, ith, nth, &t0, &t1);
+    for (int64_t tile = t0; tile < t1; tile++) {
+        int64_t r0 = tile * GGX_CPU_TILE, r1 = r0 + GGX_CPU_TILE < O ? r0 + GGX_CPU_TILE : O;
+        const float *wt;
+        if (w->type == GGX_TYPE_F32) {
+            wt = (const float *)w->data + r0 * In;
+        } else {
+            rows_to_f32(j->kr, w->type, w->data, In, r0, r1, scratch);
+            wt = scratch;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)(r1 - r0), (int)In, 1.0f,
+                    xd, (int)In, wt, (int)In, 0.0f, y + r0, (int)O);
+    }
+}
+
+/* --------------------------------------------------------------------- row-wise ops -- */
+
+static void job_get_rows(void *vp, int ith, int nth) {
+    op_job *j = vp;
+    const ggx_tensor *tab = j->node->src[0], *ids = j->node->src[1];
+    const int64_t n = ids->dims[0], cols = tab->dims[1], V = tab->dims[0];
+    const size_t rs = ggx_row_size(tab->type, cols);
+    const int32_t *id = ids->data;
+    float *y = j->node->data;
+    int64_t b, e;
+    split(n, ith, nth, &b, &e);
+    for (int64_t r = b; r < e; r++) {
+        int64_t row = id[r];
+        if (row < 0 || row >= V) { /* the model validates ids; never read out of bounds */
+            memset(y + r * cols, 0, (size_t)cols * sizeof(float));
+            continue;
+        }
+        rows_to_f32(j->kr, tab->type, (const char *)tab->data + (size_t)row * rs, cols, 0, 1,
+                    y + r * cols);
+    }
+}
+
+static void job_binary(void *vp, int ith, int nth) {
+    op_job *j = vp;
+    const ggx_tensor *a = j->node->src[0], *bt = j->node->src[1];
+    const int64_t rows = ggx_tensor_rows(a), cols = cols_of(a);
+    const bool bcast = ggx_tensor_nelements(bt) != ggx_tensor_nelements(a);
+    const float *ad = a->data, *bd = bt->data;
+    float *y = j->node->data;
+    const bool mul = j->node->op == GGX_OP_MUL;
+    int64_t b, e;
+    split(rows, ith, nth, &b, &e);
+    for (int64_t r = b; r < e; r++) {
+        const float *ar = ad + r * cols, *br = bcast ? bd : bd + r * cols;
+        float *yr = y + r * cols;
+        if (mul)
+            for (int64_t c = 0; c < cols; c++) yr[c] = ar[c] * br[c];
+        else
+            for (int64_t c = 0; c < cols; c++) yr[c] = ar[c] + br[c];
+    }
+}
+
+static void job_rms_norm(void *vp, int ith, int nth) {
+    op_job *j = vp;
+    const ggx_tensor *x = j->node->src[0], *w = j->node->src[1];
+    const int64_t rows = ggx_tensor_rows(x), cols = cols_of(x);
+    const float eps = j->node->f[0];
+    const float *xd = x->data, *wd = w->data;
+    float *y = j->node->data;
+    int64_t b, e;
+    split(rows, ith, nth, &b, &e);
+    for (int64_t r = b; r < e; r++) {
+        const float *xr = xd + r * cols;
+        float *yr = y + r * cols;
+        double ss = 0.0;
+        for (int64_t c = 0; c < cols; c++) ss += (double)xr[c] * xr[c];
+        const float inv = 1.0f / sqrtf((float)(ss / (double)cols) + eps);
+        for (int64_t c = 0; c < cols; c++) yr[c] = (xr[c] * inv) * wd[c];
+    }
+}
+
+static void job_head_norm(void *vp, int ith, int nth) {
+    op_job *j = vp;
+    const ggx_tensor *x = j->node->src[0], *w = j->node->src[1];
+    const int64_t rows = ggx_tensor_rows(x), cols = cols_of(x);
+    const int nh = j->node->i[0];
+    const int64_t D = cols / nh;
+    const float eps = j->node->f[0];
+    const float *xd = x->data, *wd = w->data;
+    float *y = j->node->data;
+    int64_t b, e;
+    split(rows * nh, ith, nth, &b, &e);
+    for (int64_t u = b; u < e; u++) {
+        const int64_t r = u / nh, h = u % nh;
+        const float *xr = xd + r * cols + h * D;
+        const float *wr = wd + h * D;
+        float *yr = y + r * cols + h * D;
+        double s = 0.0;
+        for (int64_t c = 0; c < D; c++) s += xr[c];
+        const double mean = s / (double)D;
+        double vs = 0.0;
+        for (int64_t c = 0; c < D; c++) vs += ((double)xr[c] - mean) * ((double)xr[c] - mean);
+        const float mu = (float)mean;
+        const float inv = 1.0f / sqrtf((float)(vs / (double)D) + eps);
+        for (int64_t c = 0; c < D; c++) yr[c] = ((xr[c] - mu) * inv) * wr[c];
+    }
+}
+
+static void job_pointwise(void *vp, int ith, int nth) {
+    op_job *j = vp;
+    const ggx_tensor *a = j->node->src[0], *bt = j->node->src[1];
+    const int64_t rows = ggx_tensor_rows(a), cols = cols_of(a);
+    const float *ad = a->data, *bd = bt ? bt->data : NULL;
+    float *y = j->node->data;
+    int64_t b, e;
+    split(rows, ith, nth, &b, &e);
+    for (int64_t r = b; r < e; r++) {
+        const float *ar = ad + r * cols;
+        float *yr = y + r * cols;
+        switch (j->node->op) {
+        case GGX_OP_SIGMOID_MUL: {
+            const float *br = bd + r * cols;
+            for (int64_t c = 0; c < cols; c++) yr[c] = br[c] / (1.0f + expf(-ar[c]));
+            break;
+        }
+        case GGX_OP_SWIGLU: {
+            const float *br = bd + r * cols;
+            for (int64_t c = 0; c < cols; c++) yr[c] = (ar[c] / (1.0f + expf(-ar[c]))) * br[c];
+            break;
+        }
+        case GGX_OP_SOFT_CAP: {
+            const float cap = j->node->f[0];
+            for (int64_t c = 0; c < cols; c++) {
+                float v = bd ? ar[c] + bd[c] : ar[c];
+                yr[c] = cap > 0.0f ? cap * tanhf(v / cap) : v;
+            }
+            break;
+        }
+        default: break;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------ MLSTM -- */
+
+static void job_mlstm(void *vp, int ith, int nth) {
+    op_job *j = vp;
+    const ggx_tensor *nd = j->node;
+    const ggx_batch *bt = j->batch;
+    const int layer = nd->i[0], NH = nd->i[1], DQK = nd->i[2], DV = nd->i[3], L = nd->i[4];
+    const float eps = nd->f[0];
+    const float *q = nd->src[0]->data, *k = nd->src[1]->data, *v = nd->src[2]->data;
+    const float *ig = nd->src[3]->data, *fg = nd->src[4]->data;
+    float *h = nd->data;
+    const int units = bt->n_seqs * NH;
+    for (int u = ith; u < units; u += nth) {
+        const int s = u / NH, hd = u % NH;
+        const int64_t t0 = bt->seq_off[s];
+        const ggx_layer_state *ls = &bt->states[s][layer];
+        ggx_cpu_mlstm_io io = {
+            .q = q + t0 * NH * DQK + (int64_t)hd * DQK,
+            .k = k + t0 * NH * DQK + (int64_t)hd * DQK,
+            .v = v + t0 * NH * DV + (int64_t)hd * DV,
+            .ig = ig + t0 * NH + hd,
+            .fg = fg + t0 * NH + hd,
+            .ldqk = (int64_t)NH * DQK,
+            .ldv = (int64_t)NH * DV,
+            .ldg = NH,
+            .h = h + t0 * NH * DV + (int64_t)hd * DV,
+            .ldh = (int64_t)NH * DV,
+        };
+        ggx_cpu_mlstm_head(j->kr, &io, bt->seq_len[s], DQK, DV, L, eps,
+                           ls->C + (int64_t)hd * DQK * DV, ls->n + (int64_t)hd * DQK, ls->m + hd,
+                           j->ctx->scratch[ith]);
+    }
+}
+
+/* ------------------------------------------------------------------------------ entry -- */
+
+size_t ggx_cpu_node_scratch(const ggx_tensor *node) {
+    switch (node->op) {
+    case GGX_OP_MUL_MAT: {
+        const ggx_tensor *w = node->src[0];
+        size_t In = (size_t)w->dims[1];
+        return ggx_tensor_rows(node->src[1]) < GGX_CPU_GEMM_MIN ? In : (size_t)GGX_CPU_TILE * In;
+    }
+    case GGX_OP_MLSTM:
+        return ggx_cpu_mlstm_scratch_floats(node->i[2], node->i[3], node->i[4]);
+    default: return 0;
+    }
+}
+
+ggx_status ggx_cpu_compute_node(ggx_cpu_ctx *ctx, ggx_tensor *node, const ggx_batch *batch) {
+    op_job j = {ctx, ggx_cpu_kernels_active(), node, batch};
+    ggx_cpu_job fn = NULL;
+    switch (node->op) {
+    case GGX_OP_GET_ROWS: fn = job_get_rows; break;
+    case GGX_OP_MUL_MAT: fn = job_mul_mat; break;
+    case GGX_OP_ADD:
+    case GGX_OP_MUL: fn = job_binary; break;
+    case GGX_OP_RMS_NORM: fn = job_rms_norm; break;
+    case GGX_OP_HEAD_NORM: fn = job_head_norm; break;
+    case GGX_OP_SIGMOID_MUL:
+    case GGX_OP_SWIGLU:
+    case GGX_OP_SOFT_CAP: fn = job_pointwise; break;
+    case GGX_OP_MLSTM:
+        if (!batch)
+            return ggx_fail(GGX_ERR_INVALID_ARG, "mlstm node %s: graph has no batch", node->name);
+        fn = job_mlstm;
+        break;
+    default:
+        return ggx_fail(GGX_ERR_UNSUPPORTED, "cpu backend: op %d not supported", (int)node->op);
+    }
+    ggx_cpu_pool_run(ctx->pool, fn, &j);
+    return GGX_OK;
+}
