@@ -94,6 +94,8 @@ ggx_status ggx_file_get_str(const ggx_file *f, const char *key, char **out);
 ggx_status ggx_file_get_blob(const ggx_file *f, const char *key, const void **data, uint64_t *len);
 /* i-th string of a string array (bounds already checked at open). */
 ggx_str ggx_kv_array_str(const ggx_kv *kv, uint64_t i);
+/* "u32", "string", ... ("invalid" if out of range). */
+const char *ggx_kv_type_name(enum ggx_kv_type t);
 
 size_t ggx_file_n_tensors(const ggx_file *f);
 const ggx_tensor_info *ggx_file_tensor(const ggx_file *f, size_t i);
@@ -126,9 +128,12 @@ ggx_status ggx_writer_add_tensor(ggx_writer *w, const char *name, enum ggx_type 
                                  int n_dims, const int64_t *dims);
 /* Stream data of the declared tensors in order; a call may span tensor boundaries. */
 ggx_status ggx_writer_write(ggx_writer *w, const void *data, size_t n);
-/* Checks every declared byte was written, fixes up CRCs, fsyncs, renames onto `path`; frees w. */
+/* Checks every declared byte was written, fixes up CRCs, fsyncs, renames onto `path`. Frees w in
+ * every case (on failure it first removes the temporary file): never call abort after it. */
 ggx_status ggx_writer_finish(ggx_writer *w);
 /* Removes the temporary file; frees w. Safe after any failure. */
 void ggx_writer_abort(ggx_writer *w);
+/* The temporary file's path (e.g. for a signal handler to unlink on Ctrl-C). */
+const char *ggx_writer_temp_path(const ggx_writer *w);
 
 #endif
