@@ -1,0 +1,62 @@
+/*
+ * cpu_quant_impl.h — internals shared by cpu_quant.c (dispatch, scalar reference) and the SIMD
+ * files quant_avx512.c / quant_avx2.c. Not part of the backend interface (cpu_quant.h).
+ *
+ * Prepared activations ("qx"), one row of `cols` = 32 * nb elements:
+ *     int8_t qs[32 * nb];   // x ~ dx[b] * qs, |qs| <= 127, block b = elements 32b..32b+31
+ *     float  dx[nb];        // per-block scale
+ *     float  s[nb];         // dx[b] * sum of the block's qs (for offsets in the weight types)
+ * For q8_0 weights qs is in natural order. For q4_0 / q4_x it is arranged to match how the
+ * kernels unpack nibbles: each full group of 4 blocks (128 elements, b = 4g..4g+3) stores
+ *     [b0 e0..15 | b1 e0..15 | b2 e0..15 | b3 e0..15 | b0 e16..31 | b1 e16..31 | ...]
+ * (the low-nibble halves, then the high-nibble halves), and the trailing nb % 4 blocks are in
+ * natural order. qx_index() maps (block, element) to the byte.
+ */
+#ifndef GGX_CPU_QUANT_IMPL_H
+#define GGX_CPU_QUANT_IMPL_H
+
+#include "quants.h"
+
+#include <stdint.h>
+
+#define QX_BLOCK 32
+#define QX_BYTES_PER_BLOCK (QX_BLOCK + 2 * (int64_t)sizeof(float))
+
+static inline int qx_split(enum ggx_type t) { return t == GGX_TYPE_Q4_0 || t == GGX_TYPE_Q4_X; }
+
+static inline int64_t qx_index(int split, int64_t nb, int64_t b, int e) {
+    if (!split || b >= (nb & ~(int64_t)3)) return b * 32 + e;
+    const int64_t g = b >> 2, i = b & 3;
+    return g * 128 + (e >= 16 ? 64 : 0) + i * 16 + (e & 15);
+}
+
+static inline const float *qx_dx(const uint8_t *qx, int64_t nb) {
+    return (const float *)(const void *)(qx + nb * QX_BLOCK);
+}
+static inline const float *qx_s(const uint8_t *qx, int64_t nb) { return qx_dx(qx, nb) + nb; }
+
+/* dot(W row of nb blocks, prepared activation row) */
+typedef float (*ggx_cpu_qdot_fn)(const void *w, const uint8_t *qx, int64_t nb);
+/* dequantize nb blocks to 32 * nb floats */
+typedef void (*ggx_cpu_qdeq_fn)(const void *w, float *dst, int64_t nb);
+
+float ggx_cpu_dot_q8_0_avx512(const void *w, const uint8_t *qx, int64_t nb);
+float ggx_cpu_dot_q4_0_avx512(const void *w, const uint8_t *qx, int64_t nb);
+float ggx_cpu_dot_q4_x_avx512(const void *w, const uint8_t *qx, int64_t nb);
+void ggx_cpu_deq_q8_0_avx512(const void *w, float *dst, int64_t nb);
+void ggx_cpu_deq_q4_0_avx512(const void *w, float *dst, int64_t nb);
+void ggx_cpu_deq_q4_x_avx512(const void *w, float *dst, int64_t nb);
+
+float ggx_cpu_dot_q8_0_avx2(const void *w, const uint8_t *qx, int64_t nb);
+float ggx_cpu_dot_q4_0_avx2(const void *w, const uint8_t *qx, int64_t nb);
+float ggx_cpu_dot_q4_x_avx2(const void *w, const uint8_t *qx, int64_t nb);
+void ggx_cpu_deq_q8_0_avx2(const void *w, float *dst, int64_t nb);
+void ggx_cpu_deq_q4_0_avx2(const void *w, float *dst, int64_t nb);
+void ggx_cpu_deq_q4_x_avx2(const void *w, float *dst, int64_t nb);
+
+/* Which path runs: 2 = AVX-512 VNNI, 1 = AVX2+FMA, 0 = scalar. Tests pin one with
+ * ggx_cpu_quant_set_level() (clamped to what the CPU has); returns the level now in force. */
+int ggx_cpu_quant_level(void);
+int ggx_cpu_quant_set_level(int level);
+
+#endif
