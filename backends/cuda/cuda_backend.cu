@@ -1,0 +1,776 @@
+/*
+ * cuda_backend.cu — the CUDA backend: device memory, weight upload (pinned staging, repacking
+ * quantized types), the op dispatcher and CUDA-graph capture/replay of repeated graphs.
+ *
+ * Execution model: everything runs on one stream in node order. Before the nodes run, a small
+ * table (sequence offsets/lengths and the C/n/m pointers of every layer of every sequence) is
+ * copied to the device; the mLSTM kernels read their state through it. Because kernels take
+ * pointers from that table rather than as launch arguments, one captured CUDA graph serves
+ * every call with the same graph layout, whatever states the sequences use: a graph is run
+ * eagerly the first time it is seen and captured the second time, then replayed.
+ *
+ * Dispatch of MUL_MAT: up to 16 tokens -> the dequantize-and-multiply kernels (consecutive
+ * MUL_MATs of one weight type over the same input share one launch); more -> cuBLAS:
+ * f32 weights in f32 (SGEMM, no TF32), bf16/q8_0/q4_0 as bf16 tensor-core GEMMs with f32
+ * accumulation (quantized weights dequantized to bf16 into a scratch buffer first).
+ */
+#include "cuda_common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern "C" {
+#include "backends/cuda/ggx_cuda.h"
+#include "ggx/quants.h"
+}
+
+namespace {
+
+int g_mv_max_tokens = 16; /* GGX_CUDA_MV_MAX overrides (experiments) */
+constexpr int GRAPH_CACHE = 8;
+constexpr size_t STAGE_BYTES = 32u << 20; /* each of the two pinned staging halves */
+constexpr size_t CUBLAS_WS = 32u << 20;
+
+struct GraphEntry {
+    uint64_t key;
+    int seen;             /* times run with this key */
+    cudaGraphExec_t exec; /* captured on the second run */
+    uint64_t last_use;
+};
+
+struct Ctx {
+    int device;
+    char name[256];
+    cudaStream_t stream;
+    cublasHandle_t cublas;
+    void *cublas_ws;
+    /* GEMM scratch: dequantized weight and bf16 activations */
+    void *scratch_w;
+    size_t scratch_w_size;
+    void *scratch_x;
+    size_t scratch_x_size;
+    /* pinned staging for weights_map */
+    uint8_t *stage;
+    cudaEvent_t stage_ev[2];
+    /* the batch table: [seq_off n][seq_len n] ints, then pointers [layer][seq][3] */
+    void *tab_host;       /* pinned */
+    void *tab_dev;
+    size_t tab_size;
+    size_t tab_used;      /* bytes of the last upload (compare before re-uploading) */
+    void *tab_prev;       /* host copy of the last uploaded content */
+    cudaEvent_t tab_ev;
+    int *counters;        /* [counters_n] zeroed */
+    size_t counters_n;
+    GraphEntry cache[GRAPH_CACHE];
+    uint64_t tick;
+    int graphs_on;
+    size_t allocated, peak;
+    struct { void *p; size_t n; } *allocs; /* live allocations (for the memory statistics) */
+    int n_allocs, cap_allocs;
+};
+
+Ctx *ctx_of(ggx_backend *be) { return static_cast<Ctx *>(be->ctx); }
+
+int64_t t_cols(const ggx_tensor *t) { return t->dims[t->n_dims - 1]; }
+int64_t t_nel(const ggx_tensor *t) {
+    int64_t n = 1;
+    for (int d = 0; d < t->n_dims; d++) n *= t->dims[d];
+    return n;
+}
+int64_t t_rows(const ggx_tensor *t) {
+    const int64_t c = t_cols(t);
+    return c ? t_nel(t) / c : 0;
+}
+float *f32p(const ggx_tensor *t) { return static_cast<float *>(t->data); }
+
+void note_alloc(Ctx *c, void *p, size_t n) {
+    if (c->n_allocs == c->cap_allocs) {
+        int cap = c->cap_allocs ? 2 * c->cap_allocs : 256;
+        void *na = realloc(c->allocs, (size_t)cap * sizeof *c->allocs);
+        if (!na) return; /* statistics only */
+        c->allocs = static_cast<decltype(c->allocs)>(na);
+        c->cap_allocs = cap;
+    }
+    c->allocs[c->n_allocs].p = p;
+    c->allocs[c->n_allocs].n = n;
+    c->n_allocs++;
+    c->allocated += n;
+    if (c->allocated > c->peak) c->peak = c->allocated;
+}
+
+void forget_alloc(Ctx *c, void *p) {
+    for (int i = c->n_allocs - 1; i >= 0; i--)
+        if (c->allocs[i].p == p) {
+            c->allocated -= c->allocs[i].n;
+            c->allocs[i] = c->allocs[--c->n_allocs];
+            return;
+        }
+}
+
+/* cudaFree of a pointer from dev_alloc */
+void dev_free(Ctx *c, void *p) {
+    if (!p) return;
+    forget_alloc(c, p);
+    cudaFree(p);
+}
+
+ggx_status dev_alloc(Ctx *c, size_t size, void **out, const char *what) {
+    void *p = nullptr;
+    cudaError_t e = cudaMalloc(&p, size ? size : 16);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        size_t fr = 0, tot = 0;
+        cudaMemGetInfo(&fr, &tot);
+        return ggx_fail(GGX_ERR_BACKEND,
+                        "cuda: out of device memory: %s needs %.1f MiB, %.1f MiB free of %.1f MiB "
+                        "(%s)", what, size / 1048576.0, fr / 1048576.0, tot / 1048576.0,
+                        cudaGetErrorString(e));
+    }
+    note_alloc(c, p, size);
+    *out = p;
+    return GGX_OK;
+}
+
+/* ------------------------------------------------------------------ interface: memory */
+
+ggx_status be_alloc(ggx_backend *be, size_t size, void **out) {
+    Ctx *c = ctx_of(be);
+    ggx_status st = dev_alloc(c, size, out, "buffer");
+    if (st != GGX_OK) return st;
+    GGX_CU_TRY(cudaMemsetAsync(*out, 0, size, c->stream), "zero buffer");
+    GGX_CU_TRY(cudaStreamSynchronize(c->stream), "zero buffer");
+    return GGX_OK;
+}
+
+void be_release(ggx_backend *be, void *ptr) {
+    if (!ptr) return;
+    Ctx *c = ctx_of(be);
+    cudaStreamSynchronize(c->stream); /* queued work may still use it */
+    forget_alloc(c, ptr);
+    cudaFree(ptr);
+}
+
+/* Copy `n` bytes produced by fill(dst_host, offset, len) to device dst, through the two pinned
+ * staging halves (the copy of one half overlaps filling the other). */
+template <typename Fill>
+ggx_status staged_upload(Ctx *c, uint8_t *dst, size_t n, Fill fill) {
+    size_t off = 0;
+    int half = 0;
+    while (off < n) {
+        const size_t len = n - off < STAGE_BYTES ? n - off : STAGE_BYTES;
+        uint8_t *buf = c->stage + (size_t)half * STAGE_BYTES;
+        GGX_CU_TRY(cudaEventSynchronize(c->stage_ev[half]), "weight upload");
+        fill(buf, off, len);
+        GGX_CU_TRY(cudaMemcpyAsync(dst + off, buf, len, cudaMemcpyHostToDevice, c->stream),
+                   "weight upload");
+        GGX_CU_TRY(cudaEventRecord(c->stage_ev[half], c->stream), "weight upload");
+        off += len;
+        half ^= 1;
+    }
+    return GGX_OK;
+}
+
+ggx_status be_weights_map(ggx_backend *be, const void *host_ptr, size_t size, enum ggx_type type,
+                          int n_dims, const int64_t *dims, void **out) {
+    Ctx *c = ctx_of(be);
+    *out = nullptr;
+    if (n_dims < 1 || n_dims > GGX_T_MAX_DIMS)
+        return ggx_fail(GGX_ERR_INVALID_ARG, "cuda weights_map: bad n_dims %d", n_dims);
+    int64_t rows = 1;
+    for (int d = 0; d < n_dims - 1; d++) rows *= dims[d];
+    const int64_t cols = dims[n_dims - 1];
+    const size_t want = ggx_row_size(type, cols) * (size_t)rows;
+    if (want == 0 && rows * cols != 0)
+        return ggx_fail(GGX_ERR_SHAPE, "cuda weights_map: %lld columns are not a whole number of "
+                        "%s blocks", (long long)cols, ggx_type_name(type));
+    if (size != want)
+        return ggx_fail(GGX_ERR_SHAPE, "cuda weights_map: %zu bytes given, %s [%lld, %lld] needs %zu",
+                        size, ggx_type_name(type), (long long)rows, (long long)cols, want);
+    const bool quant = type == GGX_TYPE_Q8_0 || type == GGX_TYPE_Q4_0;
+    if (type == GGX_TYPE_Q4_X)
+        return ggx_fail(GGX_ERR_UNSUPPORTED, "cuda: weight type q4_x is not supported yet");
+    const size_t dev_bytes = quant ? ggx_cuda_weight_bytes(type, rows, cols) : size;
+    void *d = nullptr;
+    ggx_status st = dev_alloc(c, dev_bytes, &d, "weights");
+    if (st != GGX_OK) return st;
+    uint8_t *dst = static_cast<uint8_t *>(d);
+    const uint8_t *src = static_cast<const uint8_t *>(host_ptr);
+    if (!quant) {
+        st = staged_upload(c, dst, size, [&](uint8_t *buf, size_t off, size_t len) {
+            memcpy(buf, src + off, len);
+        });
+    } else {
+        /* repack: quants to [0, qs_bytes), f16 scales after. Blocks are the unit of both. */
+        const size_t nb = (size_t)rows * (size_t)(cols / 32);
+        const size_t bsz = type == GGX_TYPE_Q8_0 ? 34 : 18, qsz = bsz - 2;
+        const size_t qs_bytes = ggx_cuda_qs_bytes(type, rows, cols);
+        st = staged_upload(c, dst, nb * qsz, [&](uint8_t *buf, size_t off, size_t len) {
+            for (size_t b = off / qsz, e = (off + len) / qsz; b < e; b++)
+                memcpy(buf + (b * qsz - off), src + b * bsz + 2, qsz);
+        });
+        if (st == GGX_OK)
+            st = staged_upload(c, dst + qs_bytes, nb * 2, [&](uint8_t *buf, size_t off, size_t len) {
+                for (size_t b = off / 2, e = (off + len) / 2; b < e; b++)
+                    memcpy(buf + (b * 2 - off), src + b * bsz, 2);
+            });
+    }
+    if (st == GGX_OK) {
+        cudaError_t e = cudaStreamSynchronize(c->stream);
+        if (e != cudaSuccess) st = ggx_fail(GGX_ERR_BACKEND, "cuda: weight upload: %s", cudaGetErrorString(e));
+    }
+    if (st != GGX_OK) {
+        dev_free(c, d);
+        return st;
+    }
+    *out = d;
+    return GGX_OK;
+}
+
+void be_weights_unmap(ggx_backend *be, void *ptr) { be_release(be, ptr); }
+
+ggx_status be_upload(ggx_backend *be, void *dst, const void *src, size_t n) {
+    Ctx *c = ctx_of(be);
+    GGX_CU_TRY(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, c->stream), "upload");
+    GGX_CU_TRY(cudaStreamSynchronize(c->stream), "upload");
+    return GGX_OK;
+}
+ggx_status be_download(ggx_backend *be, void *dst, const void *src, size_t n) {
+    Ctx *c = ctx_of(be);
+    GGX_CU_TRY(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, c->stream), "download");
+    GGX_CU_TRY(cudaStreamSynchronize(c->stream), "download");
+    return GGX_OK;
+}
+ggx_status be_copy(ggx_backend *be, void *dst, const void *src, size_t n) {
+    Ctx *c = ctx_of(be);
+    GGX_CU_TRY(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, c->stream), "copy");
+    return GGX_OK;
+}
+ggx_status be_memset0(ggx_backend *be, void *dst, size_t n) {
+    Ctx *c = ctx_of(be);
+    GGX_CU_TRY(cudaMemsetAsync(dst, 0, n, c->stream), "memset");
+    return GGX_OK;
+}
+ggx_status be_synchronize(ggx_backend *be) {
+    GGX_CU_TRY(cudaStreamSynchronize(ctx_of(be)->stream), "synchronize");
+    return GGX_OK;
+}
+
+/* ------------------------------------------------------------------ supports_op */
+
+bool weight_type_ok(enum ggx_type t) {
+    return t == GGX_TYPE_F32 || t == GGX_TYPE_F16 || t == GGX_TYPE_BF16 || t == GGX_TYPE_Q8_0 ||
+           t == GGX_TYPE_Q4_0;
+}
+
+bool f32_all(const ggx_tensor *n) {
+    if (n->type != GGX_TYPE_F32) return false;
+    for (int s = 0; s < GGX_MAX_SRC; s++)
+        if (n->src[s] && n->src[s]->type != GGX_TYPE_F32) return false;
+    return true;
+}
+
+bool be_supports_op(ggx_backend *be, const ggx_tensor *n) {
+    (void)be;
+    switch (n->op) {
+    case GGX_OP_NONE: return true;
+    case GGX_OP_GET_ROWS:
+        return n->src[0] && n->src[1] && weight_type_ok(n->src[0]->type) &&
+               n->src[1]->type == GGX_TYPE_I32 && n->type == GGX_TYPE_F32;
+    case GGX_OP_MUL_MAT:
+        return n->src[0] && n->src[1] && weight_type_ok(n->src[0]->type) &&
+               n->src[1]->type == GGX_TYPE_F32 && n->type == GGX_TYPE_F32 &&
+               t_cols(n->src[0]) == t_cols(n->src[1]) &&
+               (n->src[0]->type == GGX_TYPE_F32 || n->src[0]->type == GGX_TYPE_F16 ||
+                t_cols(n->src[0]) % 8 == 0);
+    case GGX_OP_ADD:
+    case GGX_OP_MUL:
+    case GGX_OP_SIGMOID_MUL:
+    case GGX_OP_SWIGLU:
+        return n->src[0] && n->src[1] && f32_all(n) &&
+               (t_nel(n->src[1]) == t_nel(n->src[0]) || t_nel(n->src[1]) == t_cols(n->src[0]));
+    case GGX_OP_RMS_NORM:
+        return n->src[0] && n->src[1] && f32_all(n) && t_nel(n->src[1]) == t_cols(n->src[0]);
+    case GGX_OP_HEAD_NORM:
+        return n->src[0] && n->src[1] && f32_all(n) && n->i[0] > 0 &&
+               t_cols(n->src[0]) % n->i[0] == 0 && t_nel(n->src[1]) == t_cols(n->src[0]);
+    case GGX_OP_SOFT_CAP:
+        return n->src[0] && f32_all(n) && (!n->src[1] || t_nel(n->src[1]) == t_cols(n->src[0]));
+    case GGX_OP_MLSTM:
+        for (int s = 0; s < 5; s++)
+            if (!n->src[s]) return false;
+        return f32_all(n) && ggx_cuda_mlstm_supported(n->i[2], n->i[3]);
+    default: return false;
+    }
+}
+
+/* ------------------------------------------------------------------ graph execution */
+
+ggx_status ensure_buf(Ctx *c, void **p, size_t *cur, size_t need, const char *what) {
+    if (need <= *cur) return GGX_OK;
+    if (*p) {
+        cudaStreamSynchronize(c->stream);
+        dev_free(c, *p);
+        *p = nullptr;
+        *cur = 0;
+    }
+    ggx_status st = dev_alloc(c, need, p, what);
+    if (st == GGX_OK) *cur = need;
+    return st;
+}
+
+bool use_mv(const ggx_tensor *n) {
+    return t_rows(n->src[1]) <= g_mv_max_tokens &&
+           ggx_cuda_mv_supported(n->src[0]->type, t_cols(n->src[0]));
+}
+
+/* scratch the GEMM path needs for this node: (weight scratch, activation scratch) */
+void gemm_scratch(const ggx_tensor *n, size_t *w_need, size_t *x_need) {
+    *w_need = *x_need = 0;
+    if (n->op != GGX_OP_MUL_MAT || use_mv(n)) return;
+    const enum ggx_type t = n->src[0]->type;
+    const size_t wel = (size_t)t_nel(n->src[0]), xel = (size_t)t_nel(n->src[1]);
+    if (t == GGX_TYPE_F16) *w_need = wel * 4;
+    else if (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0) *w_need = wel * 2;
+    if (t != GGX_TYPE_F32 && t != GGX_TYPE_F16) *x_need = xel * 2;
+}
+
+ggx_status cublas_ok(cublasStatus_t s, const char *what) {
+    if (s == CUBLAS_STATUS_SUCCESS) return GGX_OK;
+    return ggx_fail(GGX_ERR_BACKEND, "cublas: %s failed (status %d)", what, (int)s);
+}
+
+ggx_status run_gemm(Ctx *c, const ggx_tensor *n) {
+    const ggx_tensor *W = n->src[0], *X = n->src[1];
+    const enum ggx_type t = W->type;
+    const int O = (int)t_rows(W), I = (int)t_cols(W), N = (int)t_rows(X);
+    const float one = 1.0f, zero = 0.0f;
+    if (t == GGX_TYPE_F32 || t == GGX_TYPE_F16) {
+        const float *w = static_cast<const float *>(W->data);
+        if (t == GGX_TYPE_F16) {
+            GGX_CU_TRY(ggx_cuda_dequant(c->stream, t, W->data, O, I, c->scratch_w, GGX_TYPE_F32),
+                       "dequantize f16");
+            w = static_cast<const float *>(c->scratch_w);
+        }
+        return cublas_ok(cublasSgemm(c->cublas, CUBLAS_OP_T, CUBLAS_OP_N, O, N, I, &one, w, I,
+                                     f32p(X), I, &zero, f32p(n), O), "sgemm");
+    }
+    const void *wb = W->data;
+    if (t != GGX_TYPE_BF16) {
+        GGX_CU_TRY(ggx_cuda_dequant(c->stream, t, W->data, O, I, c->scratch_w, GGX_TYPE_BF16),
+                   "dequantize to bf16");
+        wb = c->scratch_w;
+    }
+    GGX_CU_TRY(ggx_cuda_f32_to_bf16(c->stream, f32p(X), static_cast<uint16_t *>(c->scratch_x),
+                                    (int64_t)N * I), "activations to bf16");
+    return cublas_ok(cublasGemmEx(c->cublas, CUBLAS_OP_T, CUBLAS_OP_N, O, N, I, &one, wb,
+                                  CUDA_R_16BF, I, c->scratch_x, CUDA_R_16BF, I, &zero, f32p(n),
+                                  CUDA_R_32F, O, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                     "bf16 gemm");
+}
+
+ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
+    ggx_tensor *n = g->nodes[k];
+    cudaStream_t s = c->stream;
+    *consumed = 1;
+    switch (n->op) {
+    case GGX_OP_NONE: return GGX_OK;
+    case GGX_OP_GET_ROWS:
+        GGX_CU_TRY(ggx_cuda_get_rows(s, n->src[0]->type, n->src[0]->data, t_rows(n->src[0]),
+                                     t_cols(n->src[0]), static_cast<const int32_t *>(n->src[1]->data),
+                                     (int)t_nel(n->src[1]), f32p(n)), "get_rows");
+        return GGX_OK;
+    case GGX_OP_MUL_MAT: {
+        if (!use_mv(n)) return run_gemm(c, n);
+        /* group the following MUL_MATs over the same input and weight type into one launch */
+        ggx_cuda_mv_mat mats[GGX_CUDA_MV_MAX_MATS];
+        int nm = 0;
+        while (k + nm < g->n_nodes && nm < GGX_CUDA_MV_MAX_MATS) {
+            const ggx_tensor *m = g->nodes[k + nm];
+            if (m->op != GGX_OP_MUL_MAT || m->src[1]->data != n->src[1]->data ||
+                m->src[0]->type != n->src[0]->type || t_cols(m->src[0]) != t_cols(n->src[0]) ||
+                t_rows(m->src[1]) != t_rows(n->src[1]) || !use_mv(m))
+                break;
+            mats[nm].w = m->src[0]->data;
+            mats[nm].y = f32p(m);
+            mats[nm].rows = (int)t_rows(m->src[0]);
+            nm++;
+        }
+        *consumed = nm;
+        GGX_CU_TRY(ggx_cuda_mv(s, n->src[0]->type, mats, nm, f32p(n->src[1]), (int)t_cols(n->src[0]),
+                               (int)t_rows(n->src[1])), "mul_mat");
+        return GGX_OK;
+    }
+    case GGX_OP_ADD:
+    case GGX_OP_MUL:
+    case GGX_OP_SIGMOID_MUL:
+    case GGX_OP_SWIGLU: {
+        const int op = n->op == GGX_OP_ADD ? 0 : n->op == GGX_OP_MUL ? 1 : n->op == GGX_OP_SIGMOID_MUL ? 2 : 3;
+        const int64_t ne = t_nel(n->src[0]);
+        const int64_t bcols = t_nel(n->src[1]) == ne ? 0 : t_nel(n->src[1]);
+        GGX_CU_TRY(ggx_cuda_binary(s, op, f32p(n->src[0]), f32p(n->src[1]), f32p(n), ne, bcols),
+                   "elementwise");
+        return GGX_OK;
+    }
+    case GGX_OP_RMS_NORM:
+        GGX_CU_TRY(ggx_cuda_rms_norm(s, f32p(n->src[0]), f32p(n->src[1]), f32p(n), t_rows(n->src[0]),
+                                     t_cols(n->src[0]), n->f[0]), "rms_norm");
+        return GGX_OK;
+    case GGX_OP_HEAD_NORM:
+        GGX_CU_TRY(ggx_cuda_head_norm(s, f32p(n->src[0]), f32p(n->src[1]), f32p(n), t_rows(n->src[0]),
+                                      n->i[0], t_cols(n->src[0]) / n->i[0], n->f[0]), "head_norm");
+        return GGX_OK;
+    case GGX_OP_SOFT_CAP:
+        GGX_CU_TRY(ggx_cuda_soft_cap(s, f32p(n->src[0]), n->src[1] ? f32p(n->src[1]) : nullptr, f32p(n),
+                                     t_nel(n->src[0]), t_cols(n->src[0]), n->f[0]), "soft_cap");
+        return GGX_OK;
+    case GGX_OP_MLSTM: {
+        const ggx_batch *b = g->batch;
+        ggx_cuda_mlstm_args a;
+        a.q = f32p(n->src[0]);
+        a.k = f32p(n->src[1]);
+        a.v = f32p(n->src[2]);
+        a.ig = f32p(n->src[3]);
+        a.fg = f32p(n->src[4]);
+        a.h = f32p(n);
+        const int *tab = static_cast<const int *>(c->tab_dev);
+        a.seq_off = tab;
+        a.seq_len = tab + b->n_seqs;
+        const size_t ptr_base = ((size_t)2 * b->n_seqs * sizeof(int) + 15) & ~(size_t)15;
+        a.state_ptrs = reinterpret_cast<float *const *>(static_cast<const char *>(c->tab_dev) + ptr_base) +
+                       (size_t)n->i[0] * b->n_seqs * 3;
+        a.counters = c->counters;
+        a.n_seqs = b->n_seqs;
+        a.nh = n->i[1];
+        a.dqk = n->i[2];
+        a.dv = n->i[3];
+        a.max_len = 0;
+        for (int q = 0; q < b->n_seqs; q++) a.max_len = b->seq_len[q] > a.max_len ? b->seq_len[q] : a.max_len;
+        a.eps = n->f[0];
+        GGX_CU_TRY(ggx_cuda_mlstm_recurrent(s, &a), "mlstm");
+        return GGX_OK;
+    }
+    default:
+        return ggx_fail(GGX_ERR_UNSUPPORTED, "cuda: op %d is not supported", (int)n->op);
+    }
+}
+
+ggx_status run_nodes(Ctx *c, ggx_graph *g) {
+    for (int k = 0; k < g->n_nodes;) {
+        int used = 1;
+        ggx_status st = run_node(c, g, k, &used);
+        if (st != GGX_OK) return ggx_fail_wrap(st, "node %d (%s)", k, g->nodes[k]->name);
+        k += used;
+    }
+    return GGX_OK;
+}
+
+uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const uint8_t *b = static_cast<const uint8_t *>(p);
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* everything a captured graph bakes in: ops, types, shapes, buffers, parameters, batch layout */
+uint64_t graph_key(const ggx_graph *g) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    h = fnv(h, &g->n_nodes, sizeof g->n_nodes);
+    for (int k = 0; k < g->n_nodes; k++) {
+        const ggx_tensor *n = g->nodes[k];
+        h = fnv(h, &n->op, sizeof n->op);
+        h = fnv(h, &n->type, sizeof n->type);
+        h = fnv(h, n->dims, sizeof n->dims);
+        h = fnv(h, &n->data, sizeof n->data);
+        h = fnv(h, n->i, sizeof n->i);
+        h = fnv(h, n->f, sizeof n->f);
+        for (int s = 0; s < GGX_MAX_SRC; s++) {
+            const ggx_tensor *src = n->src[s];
+            if (!src) continue;
+            h = fnv(h, &src->data, sizeof src->data);
+            h = fnv(h, &src->type, sizeof src->type);
+            h = fnv(h, src->dims, sizeof src->dims);
+        }
+    }
+    if (g->batch) {
+        h = fnv(h, &g->batch->n_seqs, sizeof(int));
+        h = fnv(h, g->batch->seq_off, sizeof(int) * (size_t)g->batch->n_seqs);
+        h = fnv(h, g->batch->seq_len, sizeof(int) * (size_t)g->batch->n_seqs);
+    }
+    return h;
+}
+
+/* Upload the batch table (offsets, lengths, state pointers of every layer) when it changed. */
+ggx_status upload_batch_table(Ctx *c, const ggx_graph *g) {
+    int n_layers = 0, max_nh = 0;
+    for (int k = 0; k < g->n_nodes; k++) {
+        const ggx_tensor *n = g->nodes[k];
+        if (n->op != GGX_OP_MLSTM) continue;
+        if (n->i[0] + 1 > n_layers) n_layers = n->i[0] + 1;
+        if (n->i[1] > max_nh) max_nh = n->i[1];
+    }
+    if (n_layers == 0) return GGX_OK;
+    const ggx_batch *b = g->batch;
+    if (!b || b->n_seqs < 1 || !b->states)
+        return ggx_fail(GGX_ERR_INVALID_ARG, "cuda: graph has mLSTM nodes but no batch");
+    const size_t ns = (size_t)b->n_seqs;
+    const size_t ptr_base = (2 * ns * sizeof(int) + 15) & ~(size_t)15;
+    const size_t need = ptr_base + (size_t)n_layers * ns * 3 * sizeof(float *);
+    if (need > c->tab_size) {
+        cudaStreamSynchronize(c->stream);
+        cudaFreeHost(c->tab_host);
+        free(c->tab_prev);
+        dev_free(c, c->tab_dev);
+        c->tab_host = nullptr;
+        c->tab_dev = nullptr;
+        c->tab_prev = nullptr;
+        c->tab_size = 0;
+        GGX_CU_TRY(cudaMallocHost(&c->tab_host, need * 2), "batch table");
+        c->tab_prev = calloc(1, need * 2);
+        if (!c->tab_prev) return ggx_fail(GGX_ERR_NOMEM, "cuda: batch table");
+        ggx_status st = dev_alloc(c, need * 2, &c->tab_dev, "batch table");
+        if (st != GGX_OK) return st;
+        c->tab_size = need * 2;
+        c->tab_used = 0;
+    }
+    const size_t cneed = ns * (size_t)max_nh;
+    if (cneed > c->counters_n) {
+        cudaStreamSynchronize(c->stream);
+        dev_free(c, c->counters);
+        c->counters = nullptr;
+        c->counters_n = 0;
+        void *p = nullptr;
+        ggx_status st = dev_alloc(c, cneed * 2 * sizeof(int), &p, "mlstm counters");
+        if (st != GGX_OK) return st;
+        c->counters = static_cast<int *>(p);
+        c->counters_n = cneed * 2;
+        GGX_CU_TRY(cudaMemsetAsync(c->counters, 0, c->counters_n * sizeof(int), c->stream), "counters");
+    }
+    /* build the table in the host copy first; upload only if it differs from the last one */
+    uint8_t *tmp = static_cast<uint8_t *>(malloc(need));
+    if (!tmp) return ggx_fail(GGX_ERR_NOMEM, "cuda: batch table");
+    memset(tmp, 0, need);
+    int *ints = reinterpret_cast<int *>(tmp);
+    for (size_t s = 0; s < ns; s++) {
+        ints[s] = b->seq_off[s];
+        ints[ns + s] = b->seq_len[s];
+    }
+    float **ptrs = reinterpret_cast<float **>(tmp + ptr_base);
+    for (int l = 0; l < n_layers; l++)
+        for (size_t s = 0; s < ns; s++) {
+            const ggx_layer_state *ls = &b->states[s][l];
+            ptrs[((size_t)l * ns + s) * 3 + 0] = ls->C;
+            ptrs[((size_t)l * ns + s) * 3 + 1] = ls->n;
+            ptrs[((size_t)l * ns + s) * 3 + 2] = ls->m;
+        }
+    ggx_status st = GGX_OK;
+    if (c->tab_used != need || memcmp(tmp, c->tab_prev, need) != 0) {
+        cudaError_t e = cudaEventSynchronize(c->tab_ev); /* the last copy from tab_host is done */
+        if (e == cudaSuccess) {
+            memcpy(c->tab_host, tmp, need);
+            memcpy(c->tab_prev, tmp, need);
+            c->tab_used = need;
+            e = cudaMemcpyAsync(c->tab_dev, c->tab_host, need, cudaMemcpyHostToDevice, c->stream);
+        }
+        if (e == cudaSuccess) e = cudaEventRecord(c->tab_ev, c->stream);
+        if (e != cudaSuccess) st = ggx_fail(GGX_ERR_BACKEND, "cuda: batch table: %s", cudaGetErrorString(e));
+    }
+    free(tmp);
+    return st;
+}
+
+ggx_status be_graph_compute(ggx_backend *be, ggx_graph *g) {
+    Ctx *c = ctx_of(be);
+    for (int k = 0; k < g->n_nodes; k++)
+        if (!be_supports_op(be, g->nodes[k]))
+            return ggx_fail(GGX_ERR_UNSUPPORTED, "cuda: node %d (%s, op %d) is not supported",
+                            k, g->nodes[k]->name, (int)g->nodes[k]->op);
+    ggx_status st = upload_batch_table(c, g);
+    if (st != GGX_OK) return st;
+    size_t wn = 0, xn = 0;
+    for (int k = 0; k < g->n_nodes; k++) {
+        size_t a, b;
+        gemm_scratch(g->nodes[k], &a, &b);
+        wn = a > wn ? a : wn;
+        xn = b > xn ? b : xn;
+    }
+    if ((st = ensure_buf(c, &c->scratch_w, &c->scratch_w_size, wn, "GEMM weight scratch")) != GGX_OK)
+        return st;
+    if ((st = ensure_buf(c, &c->scratch_x, &c->scratch_x_size, xn, "GEMM activation scratch")) != GGX_OK)
+        return st;
+
+    if (!c->graphs_on) return run_nodes(c, g);
+    const uint64_t key = graph_key(g);
+    GraphEntry *e = nullptr, *victim = &c->cache[0];
+    for (int i = 0; i < GRAPH_CACHE; i++) {
+        if (c->cache[i].seen && c->cache[i].key == key) e = &c->cache[i];
+        if (c->cache[i].last_use < victim->last_use) victim = &c->cache[i];
+    }
+    c->tick++;
+    if (!e) { /* first sight: run eagerly, remember */
+        if (victim->exec) cudaGraphExecDestroy(victim->exec);
+        victim->exec = nullptr;
+        victim->key = key;
+        victim->seen = 1;
+        victim->last_use = c->tick;
+        return run_nodes(c, g);
+    }
+    e->last_use = c->tick;
+    if (!e->exec) { /* second sight: capture */
+        GGX_CU_TRY(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal), "graph capture");
+        st = run_nodes(c, g);
+        cudaGraph_t graph = nullptr;
+        cudaError_t ce = cudaStreamEndCapture(c->stream, &graph);
+        if (st != GGX_OK) {
+            if (graph) cudaGraphDestroy(graph);
+            return st;
+        }
+        if (ce != cudaSuccess) return ggx_fail(GGX_ERR_BACKEND, "cuda: graph capture: %s", cudaGetErrorString(ce));
+        ce = cudaGraphInstantiate(&e->exec, graph, 0);
+        cudaGraphDestroy(graph);
+        if (ce != cudaSuccess) {
+            e->exec = nullptr;
+            return ggx_fail(GGX_ERR_BACKEND, "cuda: graph instantiate: %s", cudaGetErrorString(ce));
+        }
+    }
+    GGX_CU_TRY(cudaGraphLaunch(e->exec, c->stream), "graph launch");
+    return GGX_OK;
+}
+
+void be_free(ggx_backend *be) {
+    if (!be) return;
+    Ctx *c = ctx_of(be);
+    if (c) {
+        cudaStreamSynchronize(c->stream);
+        for (int i = 0; i < GRAPH_CACHE; i++)
+            if (c->cache[i].exec) cudaGraphExecDestroy(c->cache[i].exec);
+        if (c->cublas) cublasDestroy(c->cublas);
+        cudaFree(c->cublas_ws);
+        cudaFree(c->scratch_w);
+        cudaFree(c->scratch_x);
+        cudaFree(c->tab_dev);
+        cudaFree(c->counters);
+        cudaFreeHost(c->tab_host);
+        free(c->tab_prev);
+        cudaFreeHost(c->stage);
+        free(c->allocs);
+        for (int i = 0; i < 2; i++)
+            if (c->stage_ev[i]) cudaEventDestroy(c->stage_ev[i]);
+        if (c->tab_ev) cudaEventDestroy(c->tab_ev);
+        if (c->stream) cudaStreamDestroy(c->stream);
+        free(c);
+    }
+    free(be);
+}
+
+} // namespace
+
+extern "C" ggx_status ggx_backend_cuda_init(const ggx_backend_params *p, ggx_backend **out) {
+    *out = nullptr;
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count < 1) {
+        cudaGetLastError();
+        return ggx_fail(GGX_ERR_BACKEND, "cuda: no CUDA device available (%s)",
+                        e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+    }
+    const int dev = p ? p->device : 0;
+    if (dev < 0 || dev >= count)
+        return ggx_fail(GGX_ERR_BACKEND, "cuda: device %d does not exist (%d present)", dev, count);
+    ggx_backend *be = static_cast<ggx_backend *>(calloc(1, sizeof *be));
+    Ctx *c = static_cast<Ctx *>(calloc(1, sizeof *c));
+    if (!be || !c) {
+        free(be);
+        free(c);
+        return ggx_fail(GGX_ERR_NOMEM, "cuda backend: out of memory");
+    }
+    be->ctx = c;
+    be->iface.name = "cuda";
+    be->iface.free = be_free;
+    be->iface.alloc = be_alloc;
+    be->iface.release = be_release;
+    be->iface.weights_map = be_weights_map;
+    be->iface.weights_unmap = be_weights_unmap;
+    be->iface.upload = be_upload;
+    be->iface.download = be_download;
+    be->iface.copy = be_copy;
+    be->iface.memset0 = be_memset0;
+    be->iface.supports_op = be_supports_op;
+    be->iface.graph_compute = be_graph_compute;
+    be->iface.synchronize = be_synchronize;
+    c->device = dev;
+    const char *env = getenv("GGX_CUDA_GRAPHS");
+    c->graphs_on = !(env && env[0] == '0');
+    if ((env = getenv("GGX_CUDA_MV_MAX")) && atoi(env) >= 0) g_mv_max_tokens = atoi(env);
+    cudaDeviceProp prop;
+    ggx_status st = GGX_OK;
+#define INIT_TRY(call, what)                                                                   \
+    do {                                                                                       \
+        cudaError_t e_ = (call);                                                               \
+        if (e_ != cudaSuccess) {                                                               \
+            st = ggx_fail(GGX_ERR_BACKEND, "cuda init: %s: %s", what, cudaGetErrorString(e_)); \
+            goto fail;                                                                         \
+        }                                                                                      \
+    } while (0)
+    INIT_TRY(cudaSetDevice(dev), "set device");
+    INIT_TRY(cudaGetDeviceProperties(&prop, dev), "device properties");
+    snprintf(c->name, sizeof c->name, "%s", prop.name);
+    INIT_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "stream");
+    INIT_TRY(cudaMallocHost(&c->stage, 2 * STAGE_BYTES), "pinned staging buffer");
+    for (int i = 0; i < 2; i++) INIT_TRY(cudaEventCreateWithFlags(&c->stage_ev[i], cudaEventDisableTiming), "event");
+    INIT_TRY(cudaEventCreateWithFlags(&c->tab_ev, cudaEventDisableTiming), "event");
+    INIT_TRY(cudaMalloc(&c->cublas_ws, CUBLAS_WS), "cublas workspace");
+    if (cublasCreate(&c->cublas) != CUBLAS_STATUS_SUCCESS) {
+        c->cublas = nullptr;
+        st = ggx_fail(GGX_ERR_BACKEND, "cuda init: cublasCreate failed");
+        goto fail;
+    }
+    if (cublasSetStream(c->cublas, c->stream) != CUBLAS_STATUS_SUCCESS ||
+        cublasSetWorkspace(c->cublas, c->cublas_ws, CUBLAS_WS) != CUBLAS_STATUS_SUCCESS ||
+        cublasSetMathMode(c->cublas, CUBLAS_DEFAULT_MATH) != CUBLAS_STATUS_SUCCESS) {
+        st = ggx_fail(GGX_ERR_BACKEND, "cuda init: cublas setup failed");
+        goto fail;
+    }
+#undef INIT_TRY
+    *out = be;
+    return GGX_OK;
+fail:
+    be_free(be);
+    return st;
+}
+
+/* ------------------------------------------------------------------ extras (ggx_cuda.h) */
+
+extern "C" int ggx_cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+extern "C" size_t ggx_cuda_weight_nbytes(enum ggx_type t, int64_t rows, int64_t cols) {
+    return ggx_cuda_weight_bytes(t, rows, cols);
+}
+
+extern "C" ggx_status ggx_cuda_fill_random(ggx_backend *be, void *dev, enum ggx_type t, int64_t rows,
+                                           int64_t cols, uint64_t seed, float scale) {
+    Ctx *c = ctx_of(be);
+    GGX_CU_TRY(ggx_cuda_fill_random_dev(c->stream, t, dev, rows, cols, seed, scale), "fill");
+    GGX_CU_TRY(cudaStreamSynchronize(c->stream), "fill");
+    return GGX_OK;
+}
+
+extern "C" void ggx_cuda_set_graphs(ggx_backend *be, int on) { ctx_of(be)->graphs_on = on; }
+
+extern "C" ggx_status ggx_cuda_mem_info(ggx_backend *be, size_t *free_b, size_t *total_b, size_t *peak_b) {
+    Ctx *c = ctx_of(be);
+    size_t f = 0, t = 0;
+    GGX_CU_TRY(cudaMemGetInfo(&f, &t), "memory info");
+    if (free_b) *free_b = f;
+    if (total_b) *total_b = t;
+    if (peak_b) *peak_b = c->peak;
+    return GGX_OK;
+}
+
+extern "C" const char *ggx_cuda_device_name(ggx_backend *be) { return ctx_of(be)->name; }

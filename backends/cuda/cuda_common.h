@@ -1,0 +1,98 @@
+/*
+ * cuda_common.h — internals shared by the CUDA backend's translation units (not a public header).
+ *
+ *     GGX_CU_TRY(cudaMemcpyAsync(...), "upload");          // -> ggx_fail(GGX_ERR_BACKEND, ...)
+ *     ggx_cuda_launch_rms_norm(stream, x, w, y, rows, cols, eps);
+ *
+ * Device weight layouts (chosen by weights_map; every kernel here reads these, never the file's):
+ *   f32 / f16 / bf16  as in the file, row-major [rows, cols].
+ *   q8_0  repacked: qs int8 [rows, cols] row-major, then at ggx_cuda_qs_bytes() (16-byte aligned)
+ *         the f16 scales [rows, cols/32]. Splitting scales from quants makes every 16-byte load
+ *         of quants aligned (the file's 34-byte blocks are not).
+ *   q4_0  repacked: qs [rows, cols/2] (each block's 16 bytes unchanged: element j in the low
+ *         nibble of byte j, element j+16 in the high nibble), then the f16 scales [rows, cols/32].
+ */
+#ifndef GGX_CUDA_COMMON_H
+#define GGX_CUDA_COMMON_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+extern "C" {
+#include "ggx/backend.h"
+#include "ggx/error.h"
+#include "ggx/graph.h"
+#include "ggx/types.h"
+}
+
+#define GGX_CU_TRY(call, what)                                                                  \
+    do {                                                                                       \
+        cudaError_t e_ = (call);                                                               \
+        if (e_ != cudaSuccess)                                                                 \
+            return ggx_fail(GGX_ERR_BACKEND, "cuda: %s: %s", (what), cudaGetErrorString(e_)); \
+    } while (0)
+
+/* Bytes of the quant part of a repacked weight (the scales follow, 16-byte aligned). */
+__host__ __device__ static inline size_t ggx_cuda_qs_bytes(enum ggx_type t, int64_t rows, int64_t cols) {
+    size_t n = (size_t)rows * (size_t)cols;
+    size_t b = t == GGX_TYPE_Q4_0 ? n / 2 : n;
+    return (b + 15) & ~(size_t)15;
+}
+/* Device bytes of a weight of type t [rows, cols] in the device layout. */
+size_t ggx_cuda_weight_bytes(enum ggx_type t, int64_t rows, int64_t cols);
+
+/* ---- matrix-vector products (decode; n_tok small). Several matrices of one type that share
+ * the same x run in one launch (q/k/v/o of a layer, FFN up/gate). ---- */
+#define GGX_CUDA_MV_MAX_MATS 8
+typedef struct ggx_cuda_mv_mat {
+    const void *w;   /* [rows, cols] device layout */
+    float *y;        /* [n_tok, rows] f32 */
+    int rows;
+} ggx_cuda_mv_mat;
+
+/* y_k[t, r] = dot(W_k[r, :], x[t, :]) for every matrix k, t < n_tok, r < rows_k. */
+cudaError_t ggx_cuda_mv(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *mats, int n_mats,
+                        const float *x, int cols, int n_tok);
+/* Whether the mv kernels handle this type / column count (else the GEMM path is used). */
+bool ggx_cuda_mv_supported(enum ggx_type t, int64_t cols);
+
+/* dst[rows, cols] (bf16 or f32 as `to`) = W as real numbers, from the device layout. */
+cudaError_t ggx_cuda_dequant(cudaStream_t s, enum ggx_type t, const void *w, int64_t rows,
+                             int64_t cols, void *dst, enum ggx_type to);
+/* dst[n] bf16 = x[n] f32 */
+cudaError_t ggx_cuda_f32_to_bf16(cudaStream_t s, const float *x, uint16_t *dst, int64_t n);
+
+/* ---- elementwise, norms, rows ---- */
+cudaError_t ggx_cuda_get_rows(cudaStream_t s, enum ggx_type t, const void *table, int64_t n_rows_tab,
+                              int64_t cols, const int32_t *ids, int n, float *dst);
+/* op: 0 add, 1 mul, 2 sigmoid_mul (sigmoid(a)*b), 3 swiglu (silu(a)*b). b has n or bcols elems. */
+cudaError_t ggx_cuda_binary(cudaStream_t s, int op, const float *a, const float *b, float *dst,
+                            int64_t n, int64_t bcols);
+cudaError_t ggx_cuda_soft_cap(cudaStream_t s, const float *x, const float *bias, float *dst,
+                              int64_t n, int64_t cols, float cap);
+cudaError_t ggx_cuda_rms_norm(cudaStream_t s, const float *x, const float *w, float *dst,
+                              int64_t rows, int64_t cols, float eps);
+cudaError_t ggx_cuda_head_norm(cudaStream_t s, const float *x, const float *w, float *dst,
+                               int64_t rows, int n_heads, int64_t head_dim, float eps);
+
+/* ---- mLSTM ---- */
+typedef struct ggx_cuda_mlstm_args {
+    const float *q, *k, *v, *ig, *fg;   /* [T, NH*DQK], [T, NH*DQK], [T, NH*DV], [T, NH], [T, NH] */
+    float *h;                           /* [T, NH*DV] */
+    const int *seq_off, *seq_len;       /* device [n_seqs] */
+    float *const *state_ptrs;           /* device [n_seqs * 3]: C, n, m of this layer per sequence */
+    int *counters;                      /* device [n_seqs * NH] zeroed ints (last-block handoff) */
+    int n_seqs, nh, dqk, dv, max_len;
+    float eps;
+} ggx_cuda_mlstm_args;
+/* Token-by-token recurrence (xlstm-spec §4) for every sequence; state updated in place. */
+cudaError_t ggx_cuda_mlstm_recurrent(cudaStream_t s, const ggx_cuda_mlstm_args *a);
+bool ggx_cuda_mlstm_supported(int dqk, int dv);
+
+/* Fill n elements of a buffer of type t (device layout) with random data (benchmarks/tests). */
+cudaError_t ggx_cuda_fill_random_dev(cudaStream_t s, enum ggx_type t, void *w, int64_t rows,
+                                     int64_t cols, uint64_t seed, float scale);
+
+#endif

@@ -1,0 +1,249 @@
+/*
+ * cuda_matvec.cu — dequantize-and-multiply kernels for decode (a few tokens per step).
+ *
+ * Decode is bound by reading the weights: every weight byte is read once per launch, for all
+ * n_tok (<= NT) tokens together. Each warp owns RPW rows; each lane reads 16 bytes of each row
+ * per step (f32: 4 weights, f16/bf16: 8, q8_0: 16 = half a block, q4_0: 32 = one block), turns
+ * them into f32 with integer tricks (no int->float conversion instructions), and multiplies them
+ * with the f32 activations of every token (read through the read-only cache; they are shared by
+ * all warps). Accumulation is f32, per lane, then a warp shuffle reduction.
+ *
+ * Bytes per launch: rows*cols*bpw/8 of weights + n_tok*cols*4 of x (cached) + n_tok*rows*4 of y.
+ */
+#include "cuda_common.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+namespace {
+
+constexpr int MV_WARPS = 8;  /* warps per block */
+constexpr int MV_RPW = 2;    /* rows per warp: each x load serves 2 rows */
+constexpr int MV_ROWS_PER_BLOCK = MV_WARPS * MV_RPW;
+
+struct MvLaunch {
+    const uint8_t *w[GGX_CUDA_MV_MAX_MATS];
+    float *y[GGX_CUDA_MV_MAX_MATS];
+    int rows[GGX_CUDA_MV_MAX_MATS];
+    int block_start[GGX_CUDA_MV_MAX_MATS + 1]; /* first block of each matrix */
+    int n_mats;
+    const float *x;
+    int cols;
+    int n_tok;
+};
+
+/* weights per 16-byte chunk */
+template <int T> struct Tr;
+template <> struct Tr<GGX_TYPE_F32> { static constexpr int W = 4; };
+template <> struct Tr<GGX_TYPE_F16> { static constexpr int W = 8; };
+template <> struct Tr<GGX_TYPE_BF16> { static constexpr int W = 8; };
+template <> struct Tr<GGX_TYPE_Q8_0> { static constexpr int W = 16; };
+template <> struct Tr<GGX_TYPE_Q4_0> { static constexpr int W = 32; };
+
+/* f32 from the byte k of u placed in the mantissa of 2^23: value 2^23 + byte. */
+__device__ __forceinline__ float byte_as_2p23(uint32_t u, int k) {
+    return __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7440u + (uint32_t)k));
+}
+
+/* Decode the 16-byte chunk into f32 weights [W] (scale applied by the caller for q types). */
+template <int T>
+__device__ __forceinline__ void decode(const uint4 raw, float *f);
+
+template <>
+__device__ __forceinline__ void decode<GGX_TYPE_F32>(const uint4 raw, float *f) {
+    f[0] = __uint_as_float(raw.x); f[1] = __uint_as_float(raw.y);
+    f[2] = __uint_as_float(raw.z); f[3] = __uint_as_float(raw.w);
+}
+template <>
+__device__ __forceinline__ void decode<GGX_TYPE_BF16>(const uint4 raw, float *f) {
+    const uint32_t u[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        f[2 * i] = __uint_as_float(u[i] << 16);
+        f[2 * i + 1] = __uint_as_float(u[i] & 0xFFFF0000u);
+    }
+}
+template <>
+__device__ __forceinline__ void decode<GGX_TYPE_F16>(const uint4 raw, float *f) {
+    const uint32_t u[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        __half2 h;
+        memcpy(&h, &u[i], 4);
+        float2 v = __half22float2(h);
+        f[2 * i] = v.x;
+        f[2 * i + 1] = v.y;
+    }
+}
+template <>
+__device__ __forceinline__ void decode<GGX_TYPE_Q8_0>(const uint4 raw, float *f) {
+    const uint32_t u[4] = {raw.x ^ 0x80808080u, raw.y ^ 0x80808080u, raw.z ^ 0x80808080u,
+                           raw.w ^ 0x80808080u};
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int k = 0; k < 4; k++) f[4 * i + k] = byte_as_2p23(u[i], k) - 8388736.0f; /* 2^23+128 */
+}
+template <>
+__device__ __forceinline__ void decode<GGX_TYPE_Q4_0>(const uint4 raw, float *f) {
+    const uint32_t u[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const uint32_t lo = u[i] & 0x0F0F0F0Fu, hi = (u[i] >> 4) & 0x0F0F0F0Fu;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            f[4 * i + k] = byte_as_2p23(lo, k) - 8388616.0f;      /* element 4i+k: q - 8 */
+            f[16 + 4 * i + k] = byte_as_2p23(hi, k) - 8388616.0f; /* element 16+4i+k */
+        }
+    }
+}
+
+template <int T> __device__ __forceinline__ float chunk_scale(const uint8_t *, int64_t, int64_t) {
+    return 1.0f;
+}
+/* scale of the block holding chunk c of row r (scales follow the quants) */
+template <>
+__device__ __forceinline__ float chunk_scale<GGX_TYPE_Q8_0>(const uint8_t *sc, int64_t r_blocks,
+                                                            int64_t c) {
+    return __half2float(reinterpret_cast<const __half *>(sc)[r_blocks + (c >> 1)]);
+}
+template <>
+__device__ __forceinline__ float chunk_scale<GGX_TYPE_Q4_0>(const uint8_t *sc, int64_t r_blocks,
+                                                            int64_t c) {
+    return __half2float(reinterpret_cast<const __half *>(sc)[r_blocks + c]);
+}
+
+template <int T, int NT>
+__global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(const MvLaunch a) {
+    constexpr int W = Tr<T>::W;
+    constexpr bool QUANT = T == GGX_TYPE_Q8_0 || T == GGX_TYPE_Q4_0;
+    int mi = 0;
+#pragma unroll 1
+    while (mi + 1 < a.n_mats && (int)blockIdx.x >= a.block_start[mi + 1]) mi++;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int row0 = ((int)blockIdx.x - a.block_start[mi]) * MV_ROWS_PER_BLOCK + warp * MV_RPW;
+    const int rows = a.rows[mi];
+    if (row0 >= rows) return;
+    const int cols = a.cols;
+    const int64_t n_chunks = cols / W;
+    const uint8_t *w = a.w[mi];
+    const size_t row_bytes = (size_t)n_chunks * 16;
+    const uint8_t *sc = QUANT ? w + ggx_cuda_qs_bytes((enum ggx_type)T, rows, cols) : nullptr;
+    const int64_t blocks_per_row = cols / 32;
+
+    float acc[MV_RPW][NT];
+#pragma unroll
+    for (int r = 0; r < MV_RPW; r++)
+#pragma unroll
+        for (int t = 0; t < NT; t++) acc[r][t] = 0.0f;
+
+    bool rv[MV_RPW];
+#pragma unroll
+    for (int r = 0; r < MV_RPW; r++) rv[r] = row0 + r < rows;
+
+#pragma unroll 2
+    for (int64_t c = lane; c < n_chunks; c += 32) {
+        uint4 raw[MV_RPW];
+        float d[MV_RPW];
+#pragma unroll
+        for (int r = 0; r < MV_RPW; r++) {
+            const int rr = rv[r] ? row0 + r : row0;
+            raw[r] = __ldcs(reinterpret_cast<const uint4 *>(w + (size_t)rr * row_bytes) + c);
+            d[r] = chunk_scale<T>(sc, (int64_t)rr * blocks_per_row, c);
+        }
+        float f[MV_RPW][W];
+#pragma unroll
+        for (int r = 0; r < MV_RPW; r++) decode<T>(raw[r], f[r]);
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            if (t < a.n_tok) {
+                const float4 *xp = reinterpret_cast<const float4 *>(a.x + (size_t)t * cols + c * W);
+                float part[MV_RPW];
+#pragma unroll
+                for (int r = 0; r < MV_RPW; r++) part[r] = 0.0f;
+#pragma unroll
+                for (int k4 = 0; k4 < W / 4; k4++) {
+                    const float4 xv = __ldg(xp + k4);
+#pragma unroll
+                    for (int r = 0; r < MV_RPW; r++) {
+                        part[r] = fmaf(f[r][4 * k4 + 0], xv.x, part[r]);
+                        part[r] = fmaf(f[r][4 * k4 + 1], xv.y, part[r]);
+                        part[r] = fmaf(f[r][4 * k4 + 2], xv.z, part[r]);
+                        part[r] = fmaf(f[r][4 * k4 + 3], xv.w, part[r]);
+                    }
+                }
+#pragma unroll
+                for (int r = 0; r < MV_RPW; r++) acc[r][t] = fmaf(d[r], part[r], acc[r][t]);
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < MV_RPW; r++)
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) acc[r][t] += __shfl_xor_sync(0xffffffffu, acc[r][t], o);
+#pragma unroll
+    for (int r = 0; r < MV_RPW; r++)
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+            if (lane == r * NT + t && rv[r] && t < a.n_tok)
+                a.y[mi][(size_t)t * rows + row0 + r] = acc[r][t];
+}
+
+template <int T>
+cudaError_t launch_type(cudaStream_t s, MvLaunch &a, int n_blocks) {
+    const int nt = a.n_tok;
+    if (nt == 1) mv_kernel<T, 1><<<n_blocks, MV_WARPS * 32, 0, s>>>(a);
+    else if (nt == 2) mv_kernel<T, 2><<<n_blocks, MV_WARPS * 32, 0, s>>>(a);
+    else if (nt <= 4) mv_kernel<T, 4><<<n_blocks, MV_WARPS * 32, 0, s>>>(a);
+    else mv_kernel<T, 8><<<n_blocks, MV_WARPS * 32, 0, s>>>(a);
+    return cudaGetLastError();
+}
+
+} // namespace
+
+bool ggx_cuda_mv_supported(enum ggx_type t, int64_t cols) {
+    switch (t) {
+    case GGX_TYPE_F32: return cols % 4 == 0;
+    case GGX_TYPE_F16:
+    case GGX_TYPE_BF16: return cols % 8 == 0;
+    case GGX_TYPE_Q8_0:
+    case GGX_TYPE_Q4_0: return cols % 32 == 0;
+    default: return false;
+    }
+}
+
+cudaError_t ggx_cuda_mv(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *mats, int n_mats,
+                        const float *x, int cols, int n_tok) {
+    if (n_mats < 1 || n_mats > GGX_CUDA_MV_MAX_MATS || n_tok < 1) return cudaErrorInvalidValue;
+    /* the kernel handles up to 8 tokens at a time: more tokens = more passes over the weights */
+    for (int t0 = 0; t0 < n_tok; t0 += 8) {
+        MvLaunch a;
+        memset(&a, 0, sizeof a);
+        a.n_mats = n_mats;
+        a.x = x + (size_t)t0 * cols;
+        a.cols = cols;
+        a.n_tok = n_tok - t0 < 8 ? n_tok - t0 : 8;
+        int nb = 0;
+        for (int k = 0; k < n_mats; k++) {
+            a.w[k] = static_cast<const uint8_t *>(mats[k].w);
+            a.y[k] = mats[k].y + (size_t)t0 * mats[k].rows;
+            a.rows[k] = mats[k].rows;
+            a.block_start[k] = nb;
+            nb += (mats[k].rows + MV_ROWS_PER_BLOCK - 1) / MV_ROWS_PER_BLOCK;
+        }
+        a.block_start[n_mats] = nb;
+        cudaError_t e;
+        switch (t) {
+        case GGX_TYPE_F32: e = launch_type<GGX_TYPE_F32>(s, a, nb); break;
+        case GGX_TYPE_F16: e = launch_type<GGX_TYPE_F16>(s, a, nb); break;
+        case GGX_TYPE_BF16: e = launch_type<GGX_TYPE_BF16>(s, a, nb); break;
+        case GGX_TYPE_Q8_0: e = launch_type<GGX_TYPE_Q8_0>(s, a, nb); break;
+        case GGX_TYPE_Q4_0: e = launch_type<GGX_TYPE_Q4_0>(s, a, nb); break;
+        default: return cudaErrorInvalidValue;
+        }
+        if (e != cudaSuccess) return e;
+    }
+    return cudaSuccess;
+}

@@ -1,0 +1,297 @@
+/*
+ * cuda_ops.cu — the small ops: embedding rows, elementwise, soft cap, RMS norm, per-head
+ * LayerNorm, dequantization to bf16/f32 (prefill GEMM operands) and random fills (benchmarks).
+ * All are memory-bound and run once per row or element; f32 in, f32 out, f32 math.
+ */
+#include "cuda_common.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+namespace {
+
+constexpr int EW_THREADS = 256;
+
+inline int ew_blocks(int64_t n) {
+    int64_t b = (n + EW_THREADS - 1) / EW_THREADS;
+    return (int)(b > 65535 * 8 ? 65535 * 8 : (b < 1 ? 1 : b));
+}
+
+/* value of element c of row r of a weight in the device layout */
+__device__ __forceinline__ float weight_at(enum ggx_type t, const uint8_t *w, int64_t rows,
+                                           int64_t cols, int64_t r, int64_t c) {
+    switch (t) {
+    case GGX_TYPE_F32: return reinterpret_cast<const float *>(w)[r * cols + c];
+    case GGX_TYPE_F16: return __half2float(reinterpret_cast<const __half *>(w)[r * cols + c]);
+    case GGX_TYPE_BF16:
+        return __bfloat162float(reinterpret_cast<const __nv_bfloat16 *>(w)[r * cols + c]);
+    case GGX_TYPE_Q8_0: {
+        const __half *sc = reinterpret_cast<const __half *>(w + ggx_cuda_qs_bytes(t, rows, cols));
+        return __half2float(sc[r * (cols / 32) + c / 32]) * (float)(int8_t)w[r * cols + c];
+    }
+    case GGX_TYPE_Q4_0: {
+        const __half *sc = reinterpret_cast<const __half *>(w + ggx_cuda_qs_bytes(t, rows, cols));
+        const int64_t b = c / 32, j = c % 32;
+        const uint8_t byte = w[r * (cols / 2) + b * 16 + (j & 15)];
+        const int q = j < 16 ? (byte & 15) : (byte >> 4);
+        return __half2float(sc[r * (cols / 32) + b]) * (float)(q - 8);
+    }
+    default: return __int_as_float(0x7fc00000); /* NaN: never reached (supports_op) */
+    }
+}
+
+__global__ void get_rows_kernel(enum ggx_type t, const uint8_t *tab, int64_t V, int64_t cols,
+                                const int32_t *ids, int n, float *dst) {
+    const int r = blockIdx.y;
+    const int32_t id = ids[r];
+    for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < cols;
+         c += (int64_t)gridDim.x * blockDim.x) {
+        /* an id out of range gives NaN rows: visible, never a wild read */
+        dst[(int64_t)r * cols + c] =
+            (id < 0 || id >= V) ? __int_as_float(0x7fc00000) : weight_at(t, tab, V, cols, id, c);
+    }
+    (void)n;
+}
+
+__device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+__global__ void binary_kernel(int op, const float *a, const float *b, float *dst, int64_t n,
+                              int64_t bcols) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const float x = a[i], y = b[bcols ? i % bcols : i];
+        float r;
+        switch (op) {
+        case 0: r = x + y; break;
+        case 1: r = x * y; break;
+        case 2: r = sigmoidf_(x) * y; break;
+        default: r = x * sigmoidf_(x) * y; break;
+        }
+        dst[i] = r;
+    }
+}
+
+__global__ void soft_cap_kernel(const float *x, const float *bias, float *dst, int64_t n,
+                                int64_t cols, float cap) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        float v = x[i] + (bias ? bias[i % cols] : 0.0f);
+        dst[i] = cap > 0.0f ? cap * tanhf(v / cap) : v;
+    }
+}
+
+/* sum over the block (blockDim.x multiple of 32, <= 1024); every thread gets the result */
+__device__ float block_sum(float v, float *sh) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    __syncthreads(); /* sh may still be read from a previous call */
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    const int nw = blockDim.x >> 5;
+    v = lane < nw ? sh[lane] : 0.0f;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__global__ void rms_norm_kernel(const float *x, const float *w, float *dst, int64_t cols,
+                                float eps) {
+    __shared__ float sh[32];
+    const float *xr = x + blockIdx.x * cols;
+    float *dr = dst + blockIdx.x * cols;
+    float ss = 0.0f;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) ss = fmaf(xr[c], xr[c], ss);
+    ss = block_sum(ss, sh);
+    const float inv = 1.0f / sqrtf(ss / (float)cols + eps);
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) dr[c] = (xr[c] * inv) * w[c];
+}
+
+/* one block per (row, head): LayerNorm over the head's D values, two passes (mean, then the
+ * biased variance of x - mean), no bias; weight indexed flat (head*D + d) */
+__global__ void head_norm_kernel(const float *x, const float *w, float *dst, int n_heads,
+                                 int64_t D, float eps) {
+    __shared__ float sh[32];
+    const int64_t row = blockIdx.x / n_heads, h = blockIdx.x % n_heads;
+    const float *xr = x + (row * n_heads + h) * D;
+    float *dr = dst + (row * n_heads + h) * D;
+    const float *wr = w + h * D;
+    float s = 0.0f;
+    for (int64_t c = threadIdx.x; c < D; c += blockDim.x) s += xr[c];
+    const float mean = block_sum(s, sh) / (float)D;
+    float v = 0.0f;
+    for (int64_t c = threadIdx.x; c < D; c += blockDim.x) {
+        const float d = xr[c] - mean;
+        v = fmaf(d, d, v);
+    }
+    const float inv = 1.0f / sqrtf(block_sum(v, sh) / (float)D + eps);
+    for (int64_t c = threadIdx.x; c < D; c += blockDim.x) dr[c] = ((xr[c] - mean) * inv) * wr[c];
+}
+
+template <typename OUT> __device__ __forceinline__ OUT from_f32(float v);
+template <> __device__ __forceinline__ float from_f32<float>(float v) { return v; }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
+    return __float2bfloat16_rn(v);
+}
+
+template <typename OUT>
+__global__ void dequant_kernel(enum ggx_type t, const uint8_t *w, int64_t rows, int64_t cols,
+                               OUT *dst) {
+    const int64_t n = rows * cols;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        dst[i] = from_f32<OUT>(weight_at(t, w, rows, cols, i / cols, i % cols));
+}
+
+/* q8_0 / q4_0 to bf16, one thread per 32-block: the prefill path for quantized weights */
+__global__ void dequant_q_bf16_kernel(enum ggx_type t, const uint8_t *w, int64_t rows,
+                                      int64_t cols, __nv_bfloat16 *dst) {
+    const int64_t nb = rows * cols / 32;
+    const __half *sc = reinterpret_cast<const __half *>(w + ggx_cuda_qs_bytes(t, rows, cols));
+    for (int64_t b = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; b < nb;
+         b += (int64_t)gridDim.x * blockDim.x) {
+        const float d = __half2float(sc[b]);
+        __nv_bfloat162 out[16];
+        if (t == GGX_TYPE_Q8_0) {
+            const int4 *p = reinterpret_cast<const int4 *>(w + b * 32);
+            int4 r0 = p[0], r1 = p[1];
+            const int8_t *q0 = reinterpret_cast<const int8_t *>(&r0);
+            const int8_t *q1 = reinterpret_cast<const int8_t *>(&r1);
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                out[j] = __floats2bfloat162_rn(d * q0[2 * j], d * q0[2 * j + 1]);
+                out[8 + j] = __floats2bfloat162_rn(d * q1[2 * j], d * q1[2 * j + 1]);
+            }
+        } else {
+            const int4 r = *reinterpret_cast<const int4 *>(w + b * 16);
+            const uint8_t *q = reinterpret_cast<const uint8_t *>(&r);
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                out[j] = __floats2bfloat162_rn(d * ((q[2 * j] & 15) - 8), d * ((q[2 * j + 1] & 15) - 8));
+                out[8 + j] = __floats2bfloat162_rn(d * ((q[2 * j] >> 4) - 8), d * ((q[2 * j + 1] >> 4) - 8));
+            }
+        }
+        int4 *o = reinterpret_cast<int4 *>(dst + b * 32);
+        const int4 *src = reinterpret_cast<const int4 *>(out);
+#pragma unroll
+        for (int j = 0; j < 4; j++) o[j] = src[j];
+    }
+}
+
+__global__ void f32_to_bf16_kernel(const float *x, __nv_bfloat16 *dst, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        dst[i] = __float2bfloat16_rn(x[i]);
+}
+
+__device__ __forceinline__ uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+/* uniform in [-1, 1) */
+__device__ __forceinline__ float urand(uint64_t seed, uint64_t i) {
+    return (float)(mix64(seed + 0x9e3779b97f4a7c15ull * (i + 1)) >> 40) * (2.0f / 16777216.0f) - 1.0f;
+}
+
+__global__ void fill_kernel(enum ggx_type t, uint8_t *w, int64_t rows, int64_t cols,
+                            uint64_t seed, float scale) {
+    const int64_t n = rows * cols;
+    const size_t qs = (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0) ? ggx_cuda_qs_bytes(t, rows, cols) : 0;
+    const int64_t nq = t == GGX_TYPE_Q8_0 ? n : n / 2;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const float v = scale * urand(seed, (uint64_t)i);
+        switch (t) {
+        case GGX_TYPE_F32: reinterpret_cast<float *>(w)[i] = v; break;
+        case GGX_TYPE_F16: reinterpret_cast<__half *>(w)[i] = __float2half(v); break;
+        case GGX_TYPE_BF16: reinterpret_cast<__nv_bfloat16 *>(w)[i] = __float2bfloat16(v); break;
+        case GGX_TYPE_Q8_0:
+        case GGX_TYPE_Q4_0:
+            if (i < nq) w[i] = (uint8_t)(mix64(seed ^ (uint64_t)i) & 0xff);
+            if (i < n / 32)
+                reinterpret_cast<__half *>(w + qs)[i] =
+                    __float2half(scale * (0.5f + 0.5f * fabsf(urand(seed + 1, (uint64_t)i))) /
+                                 (t == GGX_TYPE_Q8_0 ? 127.0f : 8.0f));
+            break;
+        default: break;
+        }
+    }
+}
+
+} // namespace
+
+size_t ggx_cuda_weight_bytes(enum ggx_type t, int64_t rows, int64_t cols) {
+    if (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0)
+        return ggx_cuda_qs_bytes(t, rows, cols) + (size_t)rows * (size_t)(cols / 32) * 2;
+    return ggx_row_size(t, cols) * (size_t)rows;
+}
+
+cudaError_t ggx_cuda_get_rows(cudaStream_t s, enum ggx_type t, const void *table, int64_t V,
+                              int64_t cols, const int32_t *ids, int n, float *dst) {
+    if (n <= 0) return cudaSuccess;
+    dim3 grid((unsigned)((cols + 255) / 256 > 64 ? 64 : (cols + 255) / 256), (unsigned)n);
+    get_rows_kernel<<<grid, 256, 0, s>>>(t, static_cast<const uint8_t *>(table), V, cols, ids, n, dst);
+    return cudaGetLastError();
+}
+
+cudaError_t ggx_cuda_binary(cudaStream_t s, int op, const float *a, const float *b, float *dst,
+                            int64_t n, int64_t bcols) {
+    if (n <= 0) return cudaSuccess;
+    binary_kernel<<<ew_blocks(n), EW_THREADS, 0, s>>>(op, a, b, dst, n, bcols);
+    return cudaGetLastError();
+}
+
+cudaError_t ggx_cuda_soft_cap(cudaStream_t s, const float *x, const float *bias, float *dst,
+                              int64_t n, int64_t cols, float cap) {
+    if (n <= 0) return cudaSuccess;
+    soft_cap_kernel<<<ew_blocks(n), EW_THREADS, 0, s>>>(x, bias, dst, n, cols, cap);
+    return cudaGetLastError();
+}
+
+cudaError_t ggx_cuda_rms_norm(cudaStream_t s, const float *x, const float *w, float *dst,
+                              int64_t rows, int64_t cols, float eps) {
+    if (rows <= 0) return cudaSuccess;
+    const int th = cols >= 1024 ? 1024 : (cols >= 256 ? 256 : 64);
+    rms_norm_kernel<<<(unsigned)rows, th, 0, s>>>(x, w, dst, cols, eps);
+    return cudaGetLastError();
+}
+
+cudaError_t ggx_cuda_head_norm(cudaStream_t s, const float *x, const float *w, float *dst,
+                               int64_t rows, int n_heads, int64_t D, float eps) {
+    if (rows <= 0) return cudaSuccess;
+    const int th = D >= 512 ? 512 : (D >= 128 ? 128 : 32);
+    head_norm_kernel<<<(unsigned)(rows * n_heads), th, 0, s>>>(x, w, dst, n_heads, D, eps);
+    return cudaGetLastError();
+}
+
+cudaError_t ggx_cuda_dequant(cudaStream_t s, enum ggx_type t, const void *w, int64_t rows,
+                             int64_t cols, void *dst, enum ggx_type to) {
+    const uint8_t *wb = static_cast<const uint8_t *>(w);
+    const int64_t n = rows * cols;
+    if (to == GGX_TYPE_BF16 && (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0)) {
+        dequant_q_bf16_kernel<<<ew_blocks(n / 32), EW_THREADS, 0, s>>>(
+            t, wb, rows, cols, static_cast<__nv_bfloat16 *>(dst));
+    } else if (to == GGX_TYPE_BF16) {
+        dequant_kernel<__nv_bfloat16><<<ew_blocks(n), EW_THREADS, 0, s>>>(
+            t, wb, rows, cols, static_cast<__nv_bfloat16 *>(dst));
+    } else {
+        dequant_kernel<float><<<ew_blocks(n), EW_THREADS, 0, s>>>(t, wb, rows, cols,
+                                                                  static_cast<float *>(dst));
+    }
+    return cudaGetLastError();
+}
+
+cudaError_t ggx_cuda_f32_to_bf16(cudaStream_t s, const float *x, uint16_t *dst, int64_t n) {
+    if (n <= 0) return cudaSuccess;
+    f32_to_bf16_kernel<<<ew_blocks(n), EW_THREADS, 0, s>>>(x, reinterpret_cast<__nv_bfloat16 *>(dst), n);
+    return cudaGetLastError();
+}
+
+cudaError_t ggx_cuda_fill_random_dev(cudaStream_t s, enum ggx_type t, void *w, int64_t rows,
+                                     int64_t cols, uint64_t seed, float scale) {
+    const int64_t n = rows * cols;
+    if (n <= 0) return cudaSuccess;
+    fill_kernel<<<ew_blocks(n), EW_THREADS, 0, s>>>(t, static_cast<uint8_t *>(w), rows, cols, seed, scale);
+    return cudaGetLastError();
+}

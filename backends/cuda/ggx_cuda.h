@@ -1,0 +1,36 @@
+/*
+ * ggx_cuda.h — CUDA-specific extras beyond the backend interface (tests, benchmarks, tools).
+ * The backend itself is reached through ggx_backend_create("cuda", ...) (ggx/backend.h).
+ *
+ *     if (ggx_cuda_device_count() < 1) return TEST_SKIP;
+ *     void *w; be->iface.alloc(be, ggx_cuda_weight_nbytes(GGX_TYPE_Q4_0, 4096, 4096), &w);
+ *     ggx_cuda_fill_random(be, w, GGX_TYPE_Q4_0, 4096, 4096, 42, 0.02f); // synthetic weights
+ */
+#ifndef GGX_CUDA_H
+#define GGX_CUDA_H
+
+#include "ggx/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Number of usable CUDA devices (0 when there is no driver or no GPU; never fails). */
+int ggx_cuda_device_count(void);
+/* Device bytes of a weight [rows, cols] of type t in the backend's (repacked) layout. */
+size_t ggx_cuda_weight_nbytes(enum ggx_type t, int64_t rows, int64_t cols);
+/* Fill a device weight (device layout) with random values of magnitude ~scale. */
+ggx_status ggx_cuda_fill_random(ggx_backend *be, void *dev, enum ggx_type t, int64_t rows,
+                                int64_t cols, uint64_t seed, float scale);
+/* Capture-and-replay of repeated graphs as CUDA graphs: on (default) or off. */
+void ggx_cuda_set_graphs(ggx_backend *be, int on);
+/* Free and total device memory in bytes; peak bytes allocated by this backend so far. */
+ggx_status ggx_cuda_mem_info(ggx_backend *be, size_t *free_b, size_t *total_b, size_t *peak_b);
+/* Device name (e.g. "NVIDIA H100 80GB HBM3"). */
+const char *ggx_cuda_device_name(ggx_backend *be);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
