@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# test_tokenize.sh — the `ggx tokenize` contract (design.md §6): --jsonl in/out against the HF
+# fixture ids and decodes for both tokenizers, from a tokenizer.json and from a .ggx; plain mode,
+# --decode, --bos, and exit codes.
+set -u
+BIN=${GGX_BIN:?GGX_BIN not set}
+DATA=${GGX_TEST_DATA:?GGX_TEST_DATA not set}
+command -v python3 >/dev/null || { echo "test_tokenize: python3 missing, skipping"; exit 77; }
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/ggx-tokenize-XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+check() { if eval "$1"; then ok; else bad "$2"; fi; }
+
+# jsonl round: texts in, ids out; ids in, texts out; compared with the fixture by python
+jsonl_case() { # MODEL ENCODINGS LABEL
+    local model=$1 enc=$2 label=$3
+    python3 -c 'import json,sys; [print(json.dumps(c["text"])) for c in json.load(open(sys.argv[1]))["cases"]]' "$enc" >"$TMP/in.jsonl"
+    python3 -c 'import json,sys; [print(json.dumps(c["ids"])) for c in json.load(open(sys.argv[1]))["cases"]]' "$enc" >"$TMP/ids.jsonl"
+    if "$BIN" tokenize -m "$model" --jsonl <"$TMP/in.jsonl" >"$TMP/out.jsonl"; then ok; else bad "$label: --jsonl exit code"; fi
+    if "$BIN" tokenize -m "$model" --jsonl --decode <"$TMP/ids.jsonl" >"$TMP/dec.jsonl"; then ok; else bad "$label: --jsonl --decode exit code"; fi
+    python3 - "$enc" "$TMP/out.jsonl" "$TMP/dec.jsonl" "$label" <<'EOF' && ok || bad "$label: jsonl output differs from the fixture"
+import json, sys
+cases = json.load(open(sys.argv[1]))["cases"]
+out = [json.loads(l) for l in open(sys.argv[2], encoding="utf-8")]
+dec = [json.loads(l) for l in open(sys.argv[3], encoding="utf-8")]
+bad = 0
+if len(out) != len(cases) or len(dec) != len(cases):
+    print(f"{sys.argv[4]}: {len(out)} / {len(dec)} lines for {len(cases)} cases", file=sys.stderr); sys.exit(1)
+for c, o, d in zip(cases, out, dec):
+    if o != c["ids"]:
+        bad += 1; print(f"{sys.argv[4]}: {c['text']!r}: got {o} want {c['ids']}", file=sys.stderr)
+    if d != c["decoded"]:
+        bad += 1; print(f"{sys.argv[4]}: decode {c['ids']}: got {d!r} want {c['decoded']!r}", file=sys.stderr)
+sys.exit(1 if bad else 0)
+EOF
+}
+
+NEOX=$DATA/tokenizers/gpt-neox-20b/tokenizer.json
+TINY=$DATA/xlstm-tiny/tokenizer.json
+jsonl_case "$NEOX" "$DATA/tokenizers/gpt-neox-20b/encodings.json" neox
+jsonl_case "$TINY" "$DATA/xlstm-tiny/reference/tokenizer_encodings.json" tiny
+
+# the same from a .ggx (the tokenizer.json blob inside); needs `ggx convert`
+if "$BIN" convert "$DATA/xlstm-tiny" -o "$TMP/tiny.ggx" --type f32 --quiet >"$TMP/convert.log" 2>&1; then
+    jsonl_case "$TMP/tiny.ggx" "$DATA/xlstm-tiny/reference/tokenizer_encodings.json" tiny.ggx
+    check '[ "$("$BIN" tokenize -m "$TMP/tiny.ggx" --bos -p "hello")" = "0,259,275,80" ]' ".ggx --bos"
+else
+    bad "ggx convert of the tiny model failed: $(tail -2 "$TMP/convert.log")"
+fi
+
+# plain mode, -f, stdin, --decode, --tokens, --bos
+check '[ "$("$BIN" tokenize -m "$NEOX" -p "Hello world")" = "12092,1533" ]' "plain -p"
+check '[ "$("$BIN" tokenize -m "$NEOX" --ids-only -p "Hello world")" = "12092,1533" ]' "--ids-only"
+check '[ "$(printf "Hello world" | "$BIN" tokenize -m "$NEOX")" = "12092,1533" ]' "stdin"
+printf 'ROMEO:\nBut, soft!' >"$TMP/t.txt"
+check '[ "$("$BIN" tokenize -m "$NEOX" -f "$TMP/t.txt")" = "51,14519,48,27,187,1989,13,2602,2" ]' "-f"
+check '[ "$("$BIN" tokenize -m "$NEOX" --bos -p "Hello")" = "0,12092" ]' "--bos with tokenizer.json"
+check '[ "$(echo "12092, 1533" | "$BIN" tokenize -m "$NEOX" --decode)" = "Hello world" ]' "--decode"
+check '[ "$(echo "1156 0 3062" | "$BIN" tokenize -m "$NEOX" --decode --keep-special)" = "text<|endoftext|>more" ]' "--keep-special"
+check '[ "$("$BIN" tokenize -m "$NEOX" --tokens -q -p "Hi  there" | cut -f1 | tr "\n" ,)" = "12764,50276,9088," ]' "--tokens"
+
+# exit codes and messages
+check '"$BIN" tokenize --help | grep -q "examples:"' "--help on stdout"
+"$BIN" tokenize -m "$NEOX" --no-such-flag >/dev/null 2>&1; check '[ $? -eq 2 ]' "unknown flag exits 2"
+"$BIN" tokenize >/dev/null 2>&1; check '[ $? -eq 2 ]' "missing -m exits 2"
+"$BIN" tokenize -m "$TMP/missing.json" -p x >/dev/null 2>"$TMP/err"; rc=$?
+check '[ $rc -eq 1 ] && grep -q "ggx tokenize: .*missing.json" "$TMP/err"' "missing file exits 1 naming it"
+printf 'ab\xffcd' >"$TMP/bad.txt"
+"$BIN" tokenize -m "$NEOX" -f "$TMP/bad.txt" >/dev/null 2>"$TMP/err"; rc=$?
+check '[ $rc -eq 1 ] && grep -q "UTF-8.*byte offset 2" "$TMP/err"' "invalid UTF-8 exits 1 naming the offset"
+echo "50999999" | "$BIN" tokenize -m "$NEOX" --decode >/dev/null 2>"$TMP/err"; rc=$?
+check '[ $rc -eq 1 ] && grep -q "outside the vocabulary" "$TMP/err"' "--decode rejects an out-of-range id"
+printf '"ok"\nnot json\n' | "$BIN" tokenize -m "$NEOX" --jsonl >"$TMP/o" 2>"$TMP/err"; rc=$?
+check '[ $rc -eq 1 ] && grep -q "line 2" "$TMP/err" && [ "$(cat "$TMP/o")" = "[536]" ]' "--jsonl names a bad line"
+printf '{"model":{"type":"Unigram","vocab":[]}}' >"$TMP/uni.json"
+"$BIN" tokenize -m "$TMP/uni.json" -p x >/dev/null 2>"$TMP/err"; rc=$?
+check '[ $rc -eq 1 ] && grep -q "Unigram" "$TMP/err"' "unsupported model type named"
+
+echo "test_tokenize: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
