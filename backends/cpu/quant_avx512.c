@@ -16,12 +16,6 @@ static inline uint16_t ld16(const void *p) {
     memcpy(&v, p, 2);
     return v;
 }
-static inline uint32_t ld32(const void *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
 /* the f16 at p, p+stride, p+2*stride, p+3*stride as 4 floats */
 static inline __m128 load4_f16(const uint8_t *p, size_t stride) {
     __m128i v = _mm_cvtsi32_si128(ld16(p));
@@ -29,15 +23,6 @@ static inline __m128 load4_f16(const uint8_t *p, size_t stride) {
     v = _mm_insert_epi16(v, ld16(p + 2 * stride), 2);
     v = _mm_insert_epi16(v, ld16(p + 3 * stride), 3);
     return _mm_cvtph_ps(v);
-}
-
-/* 16 bytes at p + i*stride (i = 0..3) into the four 128-bit lanes */
-static inline __m512i load4_x16(const uint8_t *p, size_t stride) {
-    __m256i lo = _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)p));
-    lo = _mm256_inserti128_si256(lo, _mm_loadu_si128((const __m128i *)(p + stride)), 1);
-    __m256i hi = _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p + 2 * stride)));
-    hi = _mm256_inserti128_si256(hi, _mm_loadu_si128((const __m128i *)(p + 3 * stride)), 1);
-    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
 static inline float hsum128(__m128 v) {
@@ -102,17 +87,31 @@ float ggx_cpu_dot_q8_0_avx512(const void *wv, const uint8_t *qx, int64_t nb) {
 }
 
 /* ---------------------------------------------------------------- q4_0 / q4_x */
-/* per-block int32 sums of 4 consecutive q4-style blocks (nibbles at qs, block stride `stride`)
- * against split-layout activations xq; nibbles mapped through *lut when lut != NULL.
+/* per-block int32 sums of 4 q4-style blocks whose nibbles are q = [b0 | b1 | b2 | b3] (16 bytes
+ * each) against split-layout activations xq; nibbles mapped through *lut when lut != NULL.
  * Lanes 4i..4i+3 of the result belong to block i. */
-static inline __m512i q4_isum4(const uint8_t *qs, size_t stride, const uint8_t *xq,
-                               const __m512i *lut) {
+static inline __m512i q4_isum4(__m512i q, const uint8_t *xq, const __m512i *lut) {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
-    const __m512i q = load4_x16(qs, stride);
     __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
     if (lut) { lo = _mm512_shuffle_epi8(*lut, lo); hi = _mm512_shuffle_epi8(*lut, hi); }
     const __m512i xl = _mm512_loadu_si512(xq), xh = _mm512_loadu_si512(xq + 64);
     return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xl), hi, xh);
+}
+
+/* Four q4-style blocks of W words each (q4_0: 9 words = d + 8 words of nibbles; q4_x: 10 words =
+ * d, m + 8 words) span 4*W words. Two overlapping 64-byte loads A = words 0..31 and
+ * B = words (4W-32)..(4W-1) cover them exactly (never reading past the 4th block), and one
+ * vpermt2w gathers the 4 x 8 nibble words into [b0 | b1 | b2 | b3]; the scales come out of A with
+ * one vpermw. Index of word w of the group in the A:B pair: */
+#define Q4_WIDX(w, W) ((w) < 32 ? (w) : 32 + (w) - (4 * (W) - 32))
+
+static inline __m512i q4_gather_idx(int W, int first_q) {
+    int16_t idx[32];
+    for (int j = 0; j < 32; j++) {
+        const int w = W * (j / 8) + first_q + (j % 8);
+        idx[j] = (int16_t)Q4_WIDX(w, W);
+    }
+    return _mm512_loadu_si512(idx);
 }
 
 /* one q4-style block in the tail (natural activation order) */
@@ -129,12 +128,17 @@ static inline int q4_isum1(const uint8_t *qs, const uint8_t *xq, const __m128i *
 float ggx_cpu_dot_q4_0_avx512(const void *wv, const uint8_t *qx, int64_t nb) {
     const ggx_block_q4_0 *w = wv;
     const float *dx = qx_dx(qx, nb), *s = qx_s(qx, nb);
+    const __m512i qidx = q4_gather_idx(9, 1);
+    const __m512i didx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                          0, 0, 0, 0, 0, 0, 0, 0, 0, 27, 18, 9, 0);
     __m512 acc = _mm512_setzero_ps();
     __m128 corr = _mm_setzero_ps();
     int64_t b = 0;
     for (; b + 4 <= nb; b += 4) {
-        const __m512i isum = q4_isum4(w[b].qs, sizeof(ggx_block_q4_0), qx + b * 32, NULL);
-        const __m128 dw = load4_f16((const uint8_t *)&w[b].d, sizeof(ggx_block_q4_0));
+        const uint8_t *p = (const uint8_t *)&w[b];
+        const __m512i A = _mm512_loadu_si512(p), B = _mm512_loadu_si512(p + 72 - 64);
+        const __m512i isum = q4_isum4(_mm512_permutex2var_epi16(A, qidx, B), qx + b * 32, NULL);
+        const __m128 dw = _mm_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi16(didx, A)));
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum),
                               expand4(_mm_mul_ps(dw, _mm_loadu_ps(dx + b))), acc);
         corr = _mm_fmadd_ps(dw, _mm_loadu_ps(s + b), corr); /* the -8 offset: dw * dx * sum(q) */
@@ -152,20 +156,19 @@ float ggx_cpu_dot_q4_x_avx512(const void *wv, const uint8_t *qx, int64_t nb) {
     const float *dx = qx_dx(qx, nb), *s = qx_s(qx, nb);
     const __m128i lut128 = _mm_loadu_si128((const __m128i *)ggx_q4_x_levels);
     const __m512i lut = _mm512_broadcast_i32x4(lut128);
-    const __m256i deint = _mm256_set_epi32(7, 5, 3, 1, 6, 4, 2, 0);
+    const __m512i qidx = q4_gather_idx(10, 2);
+    /* [d0 d1 d2 d3 m0 m1 m2 m3] */
+    const __m512i didx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                          0, 0, 0, 0, 0, 31, 21, 11, 1, 30, 20, 10, 0);
     __m512 acc = _mm512_setzero_ps();
     __m128 corr = _mm_setzero_ps();
     int64_t b = 0;
     for (; b + 4 <= nb; b += 4) {
-        const __m512i isum = q4_isum4(w[b].qs, sizeof(ggx_block_q4_x), qx + b * 32, &lut);
-        /* (d, m) pairs of 4 blocks -> [d0 d1 d2 d3 | m0 m1 m2 m3] */
         const uint8_t *p = (const uint8_t *)&w[b];
-        __m128i dm = _mm_cvtsi32_si128((int)ld32(p));
-        dm = _mm_insert_epi32(dm, (int)ld32(p + 20), 1);
-        dm = _mm_insert_epi32(dm, (int)ld32(p + 40), 2);
-        dm = _mm_insert_epi32(dm, (int)ld32(p + 60), 3);
-        const __m256 dmf = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(dm), deint);
-        const __m128 dw = _mm256_castps256_ps128(dmf), mw = _mm256_extractf128_ps(dmf, 1);
+        const __m512i A = _mm512_loadu_si512(p), B = _mm512_loadu_si512(p + 80 - 64);
+        const __m512i isum = q4_isum4(_mm512_permutex2var_epi16(A, qidx, B), qx + b * 32, &lut);
+        const __m256 dm = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi16(didx, A)));
+        const __m128 dw = _mm256_castps256_ps128(dm), mw = _mm256_extractf128_ps(dm, 1);
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum),
                               expand4(_mm_mul_ps(dw, _mm_loadu_ps(dx + b))), acc);
         corr = _mm_fmadd_ps(mw, _mm_loadu_ps(s + b), corr); /* the offset: m * dx * sum(q) */

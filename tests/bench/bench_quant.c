@@ -1,0 +1,310 @@
+/*
+ * bench_quant.c — quantized CPU kernels: matrix-vector (decode) GB/s against the measured memory
+ * read bandwidth, and prefill GEMM GFLOPS (dequantized tiles into OpenBLAS sgemm).
+ *
+ *     build-x/tests/bench_quant [--threads 2] [--types q8_0,q4_0,q4_x] [--no-gemm] [--reps 5]
+ *     build-x/tests/bench_quant --threads 1 --in-cache --no-gemm   # kernel compute ceiling
+ *
+ * Weights are streamed from DRAM: every measurement rotates through >= 256 MiB of distinct
+ * matrices, so none is in the 32 MiB L3 when it is read. The floor is a 2-thread sum over a
+ * 1 GiB array (the same method as docs/reference-numbers.md). Threads: a plain pthread split of
+ * the rows, as the CPU backend's pool does. Results go into docs/benchmarks.md.
+ */
+#include "backends/cpu/cpu_quant.h"
+#include "ggx/quants.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* ---------------------------------------------------------------- thread team */
+typedef struct team {
+    int n;
+    pthread_t th[64];
+    pthread_barrier_t start, done;
+    void (*fn)(void *ctx, int ith, int nth);
+    void *ctx;
+    int quit;
+} team;
+
+typedef struct worker_arg { team *t; int ith; } worker_arg;
+
+static void *worker(void *p) {
+    worker_arg *a = p;
+    team *t = a->t;
+    for (;;) {
+        pthread_barrier_wait(&t->start);
+        if (t->quit) break;
+        t->fn(t->ctx, a->ith, t->n);
+        pthread_barrier_wait(&t->done);
+    }
+    return NULL;
+}
+
+static worker_arg g_args[64];
+static void team_init(team *t, int n) {
+    t->n = n;
+    t->quit = 0;
+    pthread_barrier_init(&t->start, NULL, (unsigned)n);
+    pthread_barrier_init(&t->done, NULL, (unsigned)n);
+    for (int i = 1; i < n; i++) {
+        g_args[i] = (worker_arg){t, i};
+        pthread_create(&t->th[i], NULL, worker, &g_args[i]);
+    }
+}
+/* run fn on all n threads (the caller is thread 0) and wait */
+static void team_run(team *t, void (*fn)(void *, int, int), void *ctx) {
+    t->fn = fn;
+    t->ctx = ctx;
+    pthread_barrier_wait(&t->start);
+    fn(ctx, 0, t->n);
+    pthread_barrier_wait(&t->done);
+}
+static void team_free(team *t) {
+    t->quit = 1;
+    pthread_barrier_wait(&t->start);
+    for (int i = 1; i < t->n; i++) pthread_join(t->th[i], NULL);
+    pthread_barrier_destroy(&t->start);
+    pthread_barrier_destroy(&t->done);
+}
+
+/* ---------------------------------------------------------------- memory read floor */
+typedef struct sum_ctx { const uint64_t *a; size_t n; uint64_t part[64]; } sum_ctx;
+
+static void sum_fn(void *p, int ith, int nth) {
+    sum_ctx *c = p;
+    const size_t i0 = c->n * ith / nth, i1 = c->n * (ith + 1) / nth;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = i0; i + 4 <= i1; i += 4) { s0 += c->a[i]; s1 += c->a[i + 1]; s2 += c->a[i + 2]; s3 += c->a[i + 3]; }
+    c->part[ith] = s0 + s1 + s2 + s3;
+}
+
+static double membw(team *t, int reps, double *best) {
+    const size_t bytes = 1ull << 30, n = bytes / 8;
+    uint64_t *a = malloc(bytes);
+    for (size_t i = 0; i < n; i++) a[i] = i * 2654435761u;
+    sum_ctx c = {a, n, {0}};
+    double v[32];
+    uint64_t sink = 0;
+    for (int r = 0; r < reps; r++) {
+        const double t0 = now();
+        team_run(t, sum_fn, &c);
+        v[r] = (double)bytes / (now() - t0) / 1e9;
+        for (int k = 0; k < t->n; k++) sink += c.part[k];
+    }
+    free(a);
+    if (sink == 42) printf(" ");
+    double b = 0;
+    for (int r = 0; r < reps; r++) b = v[r] > b ? v[r] : b;
+    *best = b;
+    return median(v, reps);
+}
+
+/* ---------------------------------------------------------------- matvec */
+typedef struct mv_ctx {
+    enum ggx_type type;
+    const uint8_t *w;
+    int64_t rows, cols, n;
+    const void *qx;
+    float *y;
+} mv_ctx;
+
+static void mv_fn(void *p, int ith, int nth) {
+    mv_ctx *c = p;
+    const int64_t r0 = c->rows * ith / nth, r1 = c->rows * (ith + 1) / nth;
+    ggx_cpu_qmatmul(c->type, c->w, c->cols, c->qx, c->n, c->y, c->rows, r0, r1);
+}
+
+static float *random_f32(int64_t n, uint64_t seed) {
+    float *x = malloc(sizeof(float) * n);
+    for (int64_t i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = ((float)(seed >> 40) / (float)(1 << 24) - 0.5f) * 0.1f;
+    }
+    return x;
+}
+
+/* quantized copies of one random matrix, enough of them to exceed `min_bytes` in total */
+static uint8_t **make_mats(enum ggx_type t, int64_t rows, int64_t cols, size_t min_bytes, int *count) {
+    const size_t wrow = ggx_row_size(t, cols), bytes = wrow * rows;
+    int m = (int)((min_bytes + bytes - 1) / bytes);
+    if (m < 2) m = 2;
+    float *w = random_f32(cols, 7);
+    uint8_t *q0 = malloc(bytes);
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t c = 0; c < cols; c++) w[c] = w[c] * 0.999f + 0.001f * (float)((r * 31 + c * 17) % 97 - 48) / 48.0f;
+        ggx_quantize_row(t, w, q0 + r * wrow, cols);
+    }
+    uint8_t **mats = malloc(sizeof *mats * m);
+    for (int i = 0; i < m; i++) {
+        mats[i] = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        memcpy(mats[i], q0, bytes);
+    }
+    free(q0);
+    free(w);
+    *count = m;
+    return mats;
+}
+
+static size_t g_rotate = 256u << 20; /* bytes of distinct matrices per measurement */
+
+static void bench_matvec(team *tm, enum ggx_type t, int64_t rows, int64_t cols, int64_t n,
+                         double floor_gbs, int reps) {
+    int m;
+    uint8_t **mats = make_mats(t, rows, cols, g_rotate, &m);
+    const size_t bytes = ggx_row_size(t, cols) * rows;
+    float *x = random_f32(cols * n, 11);
+    void *qx = malloc(ggx_cpu_qx_size(t, cols) * n);
+    float *y = malloc(sizeof(float) * rows * n);
+    ggx_cpu_qx_prepare(t, x, n, cols, qx);
+    mv_ctx c = {t, NULL, rows, cols, n, qx, y};
+    for (int i = 0; i < m; i++) { c.w = mats[i]; team_run(tm, mv_fn, &c); } /* warm up, page in */
+    double v[64];
+    for (int r = 0; r < reps; r++) {
+        const double t0 = now();
+        for (int i = 0; i < m; i++) { c.w = mats[i]; team_run(tm, mv_fn, &c); }
+        v[r] = (double)bytes * m / (now() - t0) / 1e9;
+    }
+    double best = 0;
+    for (int r = 0; r < reps; r++) best = v[r] > best ? v[r] : best;
+    const double med = median(v, reps);
+    printf("matvec %-5s %6lldx%-5lld n=%lld  %6.1f MB x %2d mats | median %5.1f GB/s (%3.0f%% of floor), "
+           "best %5.1f GB/s (%3.0f%%) | %.2f ms/product\n",
+           ggx_type_name(t), (long long)rows, (long long)cols, (long long)n, bytes / 1e6, m, med,
+           100 * med / floor_gbs, best, 100 * best / floor_gbs, bytes / med / 1e6);
+    for (int i = 0; i < m; i++) free(mats[i]);
+    free(mats); free(x); free(qx); free(y);
+}
+
+/* ---------------------------------------------------------------- prefill GEMM */
+typedef struct gemm_ctx {
+    enum ggx_type type;
+    const uint8_t *w;   /* [rows, cols] quantized, or f32 when type == F32 */
+    int64_t rows, cols, n, tile;
+    const float *x;     /* [n, cols] */
+    float *y;           /* [n, rows] */
+    float *tiles[64];   /* per thread: [tile, cols] f32 */
+} gemm_ctx;
+
+static void gemm_fn(void *p, int ith, int nth) {
+    gemm_ctx *c = p;
+    const int64_t r0 = c->rows * ith / nth, r1 = c->rows * (ith + 1) / nth;
+    for (int64_t a = r0; a < r1; a += c->tile) {
+        const int64_t b = a + c->tile < r1 ? a + c->tile : r1;
+        const float *wt;
+        if (c->type == GGX_TYPE_F32) {
+            wt = (const float *)c->w + a * c->cols;
+        } else {
+            ggx_cpu_dequant_rows(c->type, c->w, c->cols, c->tiles[ith], a, b);
+            wt = c->tiles[ith];
+        }
+        /* y[:, a:b] = x [n, cols] . wt^T [cols, b-a] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)c->n, (int)(b - a), (int)c->cols,
+                    1.0f, c->x, (int)c->cols, wt, (int)c->cols, 0.0f, c->y + a, (int)c->rows);
+    }
+}
+
+static void bench_gemm(team *tm, enum ggx_type t, int64_t rows, int64_t cols, int64_t n, int64_t tile,
+                       int reps) {
+    float *wf = random_f32(rows * cols, 3);
+    uint8_t *w = (uint8_t *)wf;
+    if (t != GGX_TYPE_F32) {
+        const size_t wrow = ggx_row_size(t, cols);
+        w = malloc(wrow * rows);
+        for (int64_t r = 0; r < rows; r++) ggx_quantize_row(t, wf + r * cols, w + r * wrow, cols);
+    }
+    float *x = random_f32(n * cols, 5), *y = malloc(sizeof(float) * n * rows);
+    gemm_ctx c = {t, w, rows, cols, n, tile, x, y, {0}};
+    for (int i = 0; i < tm->n; i++) c.tiles[i] = malloc(sizeof(float) * tile * cols);
+    team_run(tm, gemm_fn, &c);
+    double v[64];
+    for (int r = 0; r < reps; r++) {
+        const double t0 = now();
+        team_run(tm, gemm_fn, &c);
+        v[r] = 2.0 * n * rows * cols / (now() - t0) / 1e9;
+    }
+    double best = 0;
+    for (int r = 0; r < reps; r++) best = v[r] > best ? v[r] : best;
+    printf("gemm   %-5s %6lldx%-5lld n=%lld tile %lld rows | median %6.1f GFLOPS, best %6.1f GFLOPS\n",
+           ggx_type_name(t), (long long)rows, (long long)cols, (long long)n, (long long)tile,
+           median(v, reps), best);
+    for (int i = 0; i < tm->n; i++) free(c.tiles[i]);
+    if (w != (uint8_t *)wf) free(w);
+    free(wf); free(x); free(y);
+}
+
+int main(int argc, char **argv) {
+    int nth = 2, reps = 5, gemm = 1, matvec = 1, in_cache = 0;
+    const char *types = "q8_0,q4_0,q4_x";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc) nth = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--types") && i + 1 < argc) types = argv[++i];
+        else if (!strcmp(argv[i], "--no-gemm")) gemm = 0;
+        else if (!strcmp(argv[i], "--no-matvec")) matvec = 0;
+        else if (!strcmp(argv[i], "--in-cache")) in_cache = 1;
+        else {
+            fprintf(stderr, "usage: bench_quant [--threads N] [--reps N] [--types a,b] [--no-gemm] [--no-matvec] [--in-cache]\n");
+            return 2;
+        }
+    }
+    if (nth < 1 || nth > 64 || reps < 1 || reps > 32) { fprintf(stderr, "bad --threads/--reps\n"); return 2; }
+    openblas_set_num_threads(1); /* our threads split the rows; sgemm runs inside each */
+    team tm;
+    team_init(&tm, nth);
+    printf("bench_quant: %d threads, kernel level %s, weights streamed from DRAM (>= 256 MiB rotated)\n",
+           nth, getenv("GGX_QUANT_SCALAR") ? "scalar" : "auto");
+    if (getenv("GGX_QUANT_SCALAR")) ggx_cpu_quant_force_scalar(1);
+    double fbest;
+    const double floor_gbs = membw(&tm, reps, &fbest);
+    printf("memory read floor (sum over 1 GiB, %d threads): median %.1f GB/s, best %.1f GB/s\n", nth,
+           floor_gbs, fbest);
+    int64_t shapes[2][2] = {{4096, 4096}, {10944, 4096}};
+    if (in_cache) { /* kernel compute speed: two small matrices that stay in L2 */
+        g_rotate = 0;
+        shapes[0][0] = 128 * nth;
+        shapes[1][0] = 32 * nth;
+        shapes[1][1] = 10944;
+        printf("--in-cache: weights stay in L2; these numbers are compute ceilings, not DRAM speeds\n");
+    }
+    char buf[256];
+    if (matvec) {
+        snprintf(buf, sizeof buf, "%s", types);
+        for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+            const int t = ggx_type_from_name(tok);
+            if (t < 0 || !ggx_cpu_quant_supported((enum ggx_type)t)) { fprintf(stderr, "unknown type %s\n", tok); continue; }
+            for (int s = 0; s < 2; s++) bench_matvec(&tm, (enum ggx_type)t, shapes[s][0], shapes[s][1], 1, floor_gbs, reps);
+        }
+    }
+    if (gemm) {
+        bench_gemm(&tm, GGX_TYPE_F32, 4096, 4096, 512, 256, reps);
+        snprintf(buf, sizeof buf, "%s", types);
+        for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+            const int t = ggx_type_from_name(tok);
+            if (t < 0 || !ggx_cpu_quant_supported((enum ggx_type)t)) continue;
+            bench_gemm(&tm, (enum ggx_type)t, 4096, 4096, 512, 256, reps);
+        }
+    }
+    team_free(&tm);
+    return 0;
+}
