@@ -30,13 +30,19 @@ check_eq "usage total" $((ptoks + 24)) "$(echo "$r" | jget o.usage.total_tokens)
 r2=$(post /v1/completions "{\"prompt\": \"$P\", \"max_tokens\": 24, \"temperature\": 0}")
 check_eq "greedy deterministic" "$text" "$(echo "$r2" | jget 'o.choices[0].text')"
 
-# ---- greedy == ggx run --temp 0 (when the CLI's run is in this build)
-run_out=$("$GGX_BIN" run -m "$SERVE_MODEL" -p "$P" -n 24 --temp 0 -t 1 --quiet 2>/dev/null)
-if [ $? -eq 0 ]; then
-    run_out=${run_out#"$P"}   # run may echo the prompt
-    check_eq "server greedy == ggx run --temp 0" "$run_out" "$text"
+# ---- greedy == ggx run --temp 0, and seeded sampling == ggx run with the same sampler settings
+# (when the CLI's run is in this build)
+if "$GGX_BIN" run -m "$SERVE_MODEL" -p "$P" -n 1 --temp 0 -t 1 --no-echo --quiet >/dev/null 2>&1; then
+    for p in "$P" "First Citizen:" $'KING RICHARD III:\nNow is the winter'; do
+        want=$("$GGX_BIN" run -m "$SERVE_MODEL" -p "$p" -n 64 --temp 0 -t 1 --no-echo --quiet 2>/dev/null)
+        body=$(node -e 'console.log(JSON.stringify({prompt: process.argv[1], max_tokens: 64, temperature: 0}))' "$p")
+        check_eq "server greedy == ggx run --temp 0 ($p)" "$want" "$(post /v1/completions "$body" | jget 'o.choices[0].text')"
+    done
+    want=$("$GGX_BIN" run -m "$SERVE_MODEL" -p "$P" -n 40 --temp 0.8 -s 42 --top-k 0 --top-p 1 --min-p 0 -t 1 --no-echo --quiet 2>/dev/null)
+    got=$(post /v1/completions "{\"prompt\": \"$P\", \"max_tokens\": 40, \"temperature\": 0.8, \"seed\": 42}" | jget 'o.choices[0].text')
+    check_eq "server seeded sampling == ggx run --temp 0.8 -s 42 (top-k/min-p off)" "$want" "$got"
 else
-    echo "note: ggx run is not available in this build; skipped the run comparison"
+    echo "note: ggx run is not available in this build; skipped the run comparisons"
 fi
 
 # ---- completions, streaming: SSE framing and the same text

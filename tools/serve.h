@@ -40,6 +40,9 @@ typedef struct serve_job {
     int cache_boundary;      /* token count of a natural prefix (chat system message), or 0 */
     int max_tokens;
     float temperature, top_p;
+    int top_k;               /* llama-server extensions; OpenAI semantics by default: */
+    float min_p;             /*   top_k 0, min_p 0, repeat_penalty 1 (all off) */
+    float repeat_penalty;
     uint64_t seed;
     char *stops[SERVE_MAX_STOPS];
     int n_stops;

@@ -128,6 +128,7 @@ int serve_req_parse(const char *body, size_t len, int chat, serve_chat_fmt fmt,
     out->chat = chat;
     out->temperature = 1.0f;
     out->top_p = 1.0f;
+    out->repeat_penalty = 1.0f;
     out->max_tokens = chat ? lim->default_chat_tokens : lim->default_max_tokens;
     if (out->max_tokens > lim->max_tokens_limit) out->max_tokens = lim->max_tokens_limit;
     cJSON *root = parse_object(body, len, e);
@@ -185,6 +186,32 @@ int serve_req_parse(const char *body, size_t len, int chat, serve_chat_fmt fmt,
             goto fail;
         }
         out->top_p = (float)v->valuedouble;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "top_k");
+    if (v && !cJSON_IsNull(v)) {
+        if (get_int(v, 0, 1e9, &iv)) {
+            BAD("'top_k' must be a non-negative integer");
+            goto fail;
+        }
+        out->top_k = (int)iv;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "min_p");
+    if (v && !cJSON_IsNull(v)) {
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < 0 ||
+            v->valuedouble > 1) {
+            BAD("'min_p' must be a number in [0, 1]");
+            goto fail;
+        }
+        out->min_p = (float)v->valuedouble;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "repeat_penalty");
+    if (v && !cJSON_IsNull(v)) {
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble <= 0 ||
+            v->valuedouble > 10) {
+            BAD("'repeat_penalty' must be a number in (0, 10]");
+            goto fail;
+        }
+        out->repeat_penalty = (float)v->valuedouble;
     }
     v = cJSON_GetObjectItemCaseSensitive(root, "max_tokens");
     if (chat && (!v || cJSON_IsNull(v))) v = cJSON_GetObjectItemCaseSensitive(root, "max_completion_tokens");

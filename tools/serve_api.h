@@ -27,6 +27,8 @@ typedef struct serve_req {
     int stream, include_usage;
     int max_tokens;
     float temperature, top_p;
+    int top_k;
+    float min_p, repeat_penalty;
     uint64_t seed;
     int has_seed;
     char *stops[SERVE_MAX_STOPS];

@@ -322,6 +322,9 @@ static enum MHD_Result handle_generate(serve_ctx *ctx, struct MHD_Connection *c,
     j->max_tokens = r.max_tokens;
     j->temperature = r.temperature;
     j->top_p = r.top_p;
+    j->top_k = r.top_k;
+    j->min_p = r.min_p;
+    j->repeat_penalty = r.repeat_penalty;
     j->seed = r.has_seed ? r.seed : next_random(ctx);
     for (int i = 0; i < r.n_stops; i++) {
         j->stops[i] = r.stops[i];

@@ -62,6 +62,7 @@ serve_job *serve_job_new(void) {
     pthread_cond_init(&j->cv, NULL);
     j->refs = 1;
     j->top_p = 1.0f;
+    j->repeat_penalty = 1.0f;
     return j;
 }
 
@@ -327,6 +328,9 @@ static const char *slot_setup(serve_sched *s, slot *sl) {
     ggx_sampler_params sp = ggx_sampler_default_params();
     sp.temperature = j->temperature;
     sp.top_p = j->top_p;
+    sp.top_k = j->top_k;
+    sp.min_p = j->min_p;
+    sp.repeat_penalty = j->repeat_penalty;
     sp.seed = j->seed;
     sp.n_vocab_valid = s->n_vocab_valid;
     if (ggx_sampler_create(&sp, &sl->sampler) != GGX_OK) return "cannot create a sampler";

@@ -98,6 +98,9 @@ last_status() { cat "$SERVE_TMP/status"; }
 metric() { local k=$1; shift; curl -s "$@" "$SERVE_URL/metrics" | awk -v k="$k" '$1 == k { print $2 }'; }
 
 serve_finish() {
+    if [ "$SERVE_FAIL" -ne 0 ]; then
+        for f in "$SERVE_TMP"/serve.*.log; do echo "--- $f"; tail -n 30 "$f"; done
+    fi
     echo "$SERVE_NAME: $SERVE_PASS passed, $SERVE_FAIL failed"
     [ "$SERVE_FAIL" -eq 0 ]
     exit $?
