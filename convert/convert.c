@@ -629,8 +629,12 @@ ggx_status ggx_convert_hf(const char *hf_dir, const char *out_path, const ggx_co
     double t0 = ggx_time_s();
     if (!hf_dir || !out_path)
         return ggx_fail(GGX_ERR_INVALID_ARG, "ggx_convert_hf: missing input or output path");
-    if (p->out_type >= 0 && !ggx_type_valid((uint32_t)p->out_type))
-        return ggx_fail(GGX_ERR_INVALID_ARG, "ggx_convert_hf: invalid output type %d", p->out_type);
+    if (p->out_type >= 0 &&
+        (!ggx_type_valid((uint32_t)p->out_type) ||
+         (p->out_type != GGX_TYPE_F32 && p->out_type != GGX_TYPE_F16 && p->out_type != GGX_TYPE_BF16 &&
+          !ggx_type_traits_of((enum ggx_type)p->out_type)->is_quantized)))
+        return ggx_fail(GGX_ERR_INVALID_ARG, "ggx_convert_hf: output type %s is not a weight type"
+                        " (f32, f16, bf16 or a quantized type)", ggx_type_name((enum ggx_type)p->out_type));
     conv c;
     memset(&c, 0, sizeof c);
     c.dir = hf_dir;

@@ -357,12 +357,26 @@ static ggx_status parse(ggx_file *f) {
     if ((s = check_section("tensor table", tt_off, tt_size, kv_off + kv_size, 8, len))) return s;
     if ((s = check_section("data section", d_off, d_size, tt_off + tt_size, GGX_FILE_ALIGN, len)))
         return s;
+    /* sections are contiguous (no unchecked gaps): kv right after the header, the table right
+     * after kv, the data at the next 64-byte boundary */
+    if (kv_off != GGX_HEADER_SIZE || tt_off != kv_off + kv_size ||
+        d_off != (tt_off + tt_size + GGX_FILE_ALIGN - 1) / GGX_FILE_ALIGN * GGX_FILE_ALIGN)
+        return ggx_fail(GGX_ERR_FORMAT, "header: sections not contiguous (kv at %" PRIu64 ", table at %"
+                        PRIu64 ", data at %" PRIu64 ")", kv_off, tt_off, d_off);
     if (fsize != len)
         return ggx_fail(GGX_ERR_FORMAT, "header: file_size %" PRIu64 " but the file has %" PRIu64
                         " bytes (truncated or appended to)", fsize, len);
     if (d_off + d_size != len)
         return ggx_fail(GGX_ERR_FORMAT, "header: data section ends at %" PRIu64 ", the file at %"
                         PRIu64, d_off + d_size, len);
+    for (uint32_t i = GGX_H_RESERVED; i < GGX_H_HEADER_CRC; i++)
+        if (b[i])
+            return ggx_fail(GGX_ERR_FORMAT, "header: reserved byte %" PRIu32 " is not zero", i);
+    /* the gap between the table and the data is not covered by a CRC: it must be zero */
+    for (uint64_t o = tt_off + tt_size; o < d_off; o++)
+        if (b[o])
+            return ggx_fail(GGX_ERR_FORMAT, "padding before the data section is not zero (offset %"
+                            PRIu64 ")", o);
     uint32_t c;
     if ((c = crc32_of(b + kv_off, kv_size)) != ggx_rd32(b + GGX_H_KV_CRC))
         return ggx_fail(GGX_ERR_CHECKSUM, "kv section: CRC32 0x%08" PRIx32 ", header says 0x%08"
@@ -623,6 +637,16 @@ ggx_status ggx_file_verify(const ggx_file *f, size_t *bad_index,
             done += k;
             if (progress) progress(ud, done, total);
         }
+        /* padding up to the next tensor (or the end) must be zero: a flipped bit there is
+         * harmless, but a writer that leaks garbage into it is not */
+        uint64_t end = t->offset + t->size;
+        uint64_t next = i + 1 < f->n_tensors ? f->tensors[i + 1].offset : f->size;
+        for (uint64_t o = end; o < next && o < end + GGX_FILE_ALIGN; o++)
+            if (f->base[o]) {
+                if (bad_index) *bad_index = i;
+                return ggx_fail(GGX_ERR_CHECKSUM, "padding after tensor '%s' (#%zu) is not zero at"
+                                " offset %" PRIu64 ": the file is corrupted", t->name, i, o);
+            }
         if ((uint32_t)c != t->crc32) {
             if (bad_index) *bad_index = i;
             return ggx_fail(GGX_ERR_CHECKSUM, "tensor '%s' (#%zu, %" PRIu64 " bytes at offset %"
