@@ -310,10 +310,9 @@ int ggx_cmd_serve(int argc, char **argv) {
     ctx.bos = ggx_model_bos_id(ctx.model);
     ctx.add_bos = ggx_model_add_bos_default(ctx.model);
     tmpl = read_chat_template(model_path);
-    ctx.chat_fmt = serve_chat_fmt_for_template(tmpl);
-    if (tmpl && ctx.chat_fmt == SERVE_CHAT_PLAIN && !quiet)
-        fprintf(stderr, "ggx serve: the model's chat template is not ChatML; using the plain "
-                        "default chat format (docs/serve.md)\n");
+    if (!serve_chat_fmt_init(&ctx.chat_fmt, tmpl) && !quiet)
+        fprintf(stderr, "ggx serve: the model's chat template is neither ChatML nor ggx's {msg} "
+                        "format (Jinja?); using the plain default chat format (docs/serve.md)\n");
 
     cache = serve_cache_new(ctx.model, (size_t)cache_mb << 20, ctx.metrics);
     if (!cache) {
@@ -333,7 +332,7 @@ int ggx_cmd_serve(int argc, char **argv) {
     if (!quiet)
         fprintf(stderr, "ggx serve: ready: model '%s' (%s), %ld slots, chat format %s%s\n",
                 ctx.model_name, ggx_model_desc(ctx.model), parallel,
-                serve_chat_fmt_name(ctx.chat_fmt), api_key ? ", API key required" : "");
+                serve_chat_fmt_name(&ctx.chat_fmt), api_key ? ", API key required" : "");
 
     int sig = 0;
     sigwait(&sigs, &sig);

@@ -122,7 +122,7 @@ oom:
     return -1;
 }
 
-int serve_req_parse(const char *body, size_t len, int chat, serve_chat_fmt fmt,
+int serve_req_parse(const char *body, size_t len, int chat, const serve_chat_fmt *fmt,
                     const serve_limits *lim, serve_req *out, serve_err *e) {
     memset(out, 0, sizeof *out);
     out->chat = chat;
@@ -272,7 +272,7 @@ int serve_req_parse(const char *body, size_t len, int chat, serve_chat_fmt fmt,
             goto fail;
         }
         // the next turn's header always ends an answer (not counted against the user's stops)
-        if (out->n_stops < SERVE_MAX_STOPS) {
+        if (serve_chat_stop(fmt)[0] && out->n_stops < SERVE_MAX_STOPS) {
             out->stops[out->n_stops] = strdup(serve_chat_stop(fmt));
             if (out->stops[out->n_stops]) out->n_stops++;
         }

@@ -48,7 +48,7 @@ void serve_err_set(serve_err *e, int status, const char *type, const char *code,
 
 /* Parse a /v1/completions (chat = 0) or /v1/chat/completions (chat = 1) body. Returns 0, or -1
  * with *e filled (4xx). The caller frees the request with serve_req_clear. */
-int serve_req_parse(const char *body, size_t len, int chat, serve_chat_fmt fmt,
+int serve_req_parse(const char *body, size_t len, int chat, const serve_chat_fmt *fmt,
                     const serve_limits *lim, serve_req *out, serve_err *e);
 void serve_req_clear(serve_req *r);
 

@@ -1,4 +1,4 @@
-/* serve_chat.c — chat messages to a prompt (plain default or ChatML). */
+/* serve_chat.c — chat messages to a prompt (plain default, ChatML, or a {msg} template). */
 #include "serve_chat.h"
 
 #include <ctype.h>
@@ -6,18 +6,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-serve_chat_fmt serve_chat_fmt_for_template(const char *tmpl) {
-    if (tmpl && strstr(tmpl, "<|im_start|>")) return SERVE_CHAT_CHATML;
-    return SERVE_CHAT_PLAIN;
+int serve_chat_fmt_init(serve_chat_fmt *f, const char *tmpl) {
+    memset(f, 0, sizeof *f);
+    f->kind = SERVE_CHAT_PLAIN;
+    snprintf(f->stop, sizeof f->stop, "\nUser:");
+    if (!tmpl || !tmpl[0]) return 1;
+    if (strstr(tmpl, "<|im_start|>")) {
+        f->kind = SERVE_CHAT_CHATML;
+        snprintf(f->stop, sizeof f->stop, "<|im_end|>");
+        return 1;
+    }
+    const char *m = strstr(tmpl, "{msg}");
+    if (!m || strstr(m + 5, "{msg}") || strstr(tmpl, "{%") || strstr(tmpl, "{{") ||
+        (size_t)(m - tmpl) >= sizeof f->pre || strlen(m + 5) >= sizeof f->post)
+        return 0;
+    f->kind = SERVE_CHAT_MSG;
+    memcpy(f->pre, tmpl, (size_t)(m - tmpl));
+    f->pre[m - tmpl] = 0;
+    snprintf(f->post, sizeof f->post, "%s", m + 5);
+    // "User: " -> "\nUser:": the answer ends where the model starts the next user turn
+    const char *a = f->pre, *b = f->pre + strlen(f->pre);
+    while (*a == '\n' || *a == ' ' || *a == '\t') a++;
+    while (b > a && (b[-1] == ' ' || b[-1] == '\t' || b[-1] == '\n')) b--;
+    f->stop[0] = 0;
+    if (b > a) snprintf(f->stop, sizeof f->stop, "\n%.*s", (int)(b - a), a);
+    return 1;
 }
 
-const char *serve_chat_fmt_name(serve_chat_fmt f) {
-    return f == SERVE_CHAT_CHATML ? "chatml" : "plain";
+const char *serve_chat_fmt_name(const serve_chat_fmt *f) {
+    return f->kind == SERVE_CHAT_CHATML ? "chatml" : f->kind == SERVE_CHAT_MSG ? "{msg} template"
+                                                                                : "plain";
 }
 
-const char *serve_chat_stop(serve_chat_fmt f) {
-    return f == SERVE_CHAT_CHATML ? "<|im_end|>" : "\nUser:";
-}
+const char *serve_chat_stop(const serve_chat_fmt *f) { return f->stop; }
 
 typedef struct buf {
     char *p;
@@ -64,8 +85,8 @@ static int put_content(buf *b, const cJSON *content, char *err, size_t errcap, i
     return -1;
 }
 
-int serve_chat_render(serve_chat_fmt f, const cJSON *messages, char **out, size_t *boundary,
-                      char *err, size_t errcap) {
+int serve_chat_render(const serve_chat_fmt *f, const cJSON *messages, char **out,
+                      size_t *boundary, char *err, size_t errcap) {
     *out = NULL;
     *boundary = 0;
     if (!cJSON_IsArray(messages) || cJSON_GetArraySize(messages) == 0) {
@@ -89,11 +110,19 @@ int serve_chat_render(serve_chat_fmt f, const cJSON *messages, char **out, size_
         }
         const char *r = role->valuestring;
         int sysish = !strcmp(r, "system") || !strcmp(r, "developer");
-        if (f == SERVE_CHAT_CHATML) {
+        if (f->kind == SERVE_CHAT_CHATML) {
             if (puts_(&b, "<|im_start|>") || puts_(&b, sysish ? "system" : r) || puts_(&b, "\n"))
                 goto oom;
             if (put_content(&b, content, err, errcap, idx)) goto fail_or_oom;
             if (puts_(&b, "<|im_end|>\n")) goto oom;
+        } else if (f->kind == SERVE_CHAT_MSG) {
+            int user = !sysish && strcmp(r, "assistant") != 0;
+            if (user && puts_(&b, f->pre)) goto oom;
+            if (!user && !sysish && b.len && b.p[b.len - 1] != ' ' && b.p[b.len - 1] != '\n' &&
+                puts_(&b, " "))
+                goto oom;
+            if (put_content(&b, content, err, errcap, idx)) goto fail_or_oom;
+            if (puts_(&b, user ? f->post : sysish ? "\n\n" : "\n")) goto oom;
         } else {
             char name[72];
             snprintf(name, sizeof name, "%s", sysish ? "system" : r);
@@ -105,7 +134,10 @@ int serve_chat_render(serve_chat_fmt f, const cJSON *messages, char **out, size_
         if (idx == 0 && sysish) *boundary = b.len;
         idx++;
     }
-    if (puts_(&b, f == SERVE_CHAT_CHATML ? "<|im_start|>assistant\n" : "Assistant:")) goto oom;
+    // the generation prompt ({msg} templates end a user turn with it already)
+    if (f->kind != SERVE_CHAT_MSG &&
+        puts_(&b, f->kind == SERVE_CHAT_CHATML ? "<|im_start|>assistant\n" : "Assistant:"))
+        goto oom;
     *out = b.p;
     return 0;
 fail_or_oom:

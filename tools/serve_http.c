@@ -267,7 +267,7 @@ static enum MHD_Result handle_generate(serve_ctx *ctx, struct MHD_Connection *c,
                                        const char *endpoint, int chat, conn *cn) {
     serve_err e;
     serve_req r;
-    if (serve_req_parse(cn->body, cn->len, chat, ctx->chat_fmt, &ctx->lim, &r, &e))
+    if (serve_req_parse(cn->body, cn->len, chat, &ctx->chat_fmt, &ctx->lim, &r, &e))
         return respond_err(ctx, c, endpoint, &e);
 
     int32_t *ids = NULL;
