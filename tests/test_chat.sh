@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# test_chat.sh — `ggx chat` with piped input (no terminal): /reset replays the conversation,
+# /save + /load in a new process continue it exactly, bad session files are refused with a
+# message (the conversation goes on), templates and their stop strings, usage errors.
+# The terminal behaviour (line editing, Ctrl-C) is tested by test_chat_tmux.sh.
+set -u
+BIN=${GGX_BIN:-build/ggx}
+DATA=${GGX_TEST_DATA:-tests/data}
+BUILD=${GGX_BUILD_DIR:-$(dirname "$BIN")}
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+check() { if eval "$1"; then ok; else bad "$2"; fi; }
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/ggx-test-chat.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+MODEL=$BUILD/models/default.ggx
+if [ ! -f "$MODEL" ]; then
+    MODEL=$TMP/tiny.ggx
+    "$BIN" convert "$DATA/xlstm-tiny" -o "$MODEL" --type f32 --quiet || { bad "convert"; exit 1; }
+fi
+chat() { "$BIN" chat -m "$MODEL" --quiet "$@"; }
+
+# /reset replays: the same seed from the same (fresh) state gives the same reply
+printf 'ROMEO:\n/reset\nROMEO:\n' | chat --raw --stop '\n\n' --seed 5 -n 40 >"$TMP/reset"
+check '[ $? -eq 0 ]' "chat exit code"
+first=$(awk '/^\(new conversation\)$/{exit} {print}' "$TMP/reset")
+second=$(awk 'f{print} /^\(new conversation\)$/{f=1}' "$TMP/reset")
+check '[ -n "$first" ] && [ "$first" = "$second" ]' "/reset did not replay: '$first' vs '$second'"
+
+# save / load across processes == uninterrupted, in template mode (derived stop "\nUser:")
+T=(--template 'User: {msg}\nAssistant:' --seed 9 -n 32 --temp 0.9)
+printf 'hello\nhow are you\n/save %s\n' "$TMP/s.bin" | chat "${T[@]}" >"$TMP/part1"
+check '[ -s "$TMP/s.bin" ] && grep -q "^(saved " "$TMP/part1"' "/save: $(tail -n 1 "$TMP/part1")"
+printf '/load %s\nwhat now\n' "$TMP/s.bin" | chat "${T[@]}" >"$TMP/part2"
+printf 'hello\nhow are you\nwhat now\n' | chat "${T[@]}" >"$TMP/whole"
+check '[ "$(tail -n 1 "$TMP/part2")" = "$(tail -n 1 "$TMP/whole")" ]' \
+    "continuation after /load differs: '$(tail -n 1 "$TMP/part2")' vs '$(tail -n 1 "$TMP/whole")'"
+check '! grep -q "^User:" "$TMP/whole"' "the template stop string was printed"
+
+# a /load that fails leaves the conversation as it was
+head -c 100 "$TMP/s.bin" >"$TMP/trunc.bin"
+printf 'not a state' >"$TMP/junk.bin"
+printf 'hello\nhow are you\n/load %s\n/load %s\n/load %s\nwhat now\n' \
+    "$TMP/trunc.bin" "$TMP/junk.bin" "$TMP/missing.bin" | chat "${T[@]}" >"$TMP/badload" 2>"$TMP/err"
+check '[ $? -eq 0 ] && [ "$(grep -c "^ggx chat: /load" "$TMP/err")" -eq 3 ]' \
+    "bad /load messages: $(cat "$TMP/err")"
+check '[ "$(tail -n 1 "$TMP/badload")" = "$(tail -n 1 "$TMP/whole")" ]' \
+    "a failed /load changed the conversation"
+# a session of another model is refused (the state file is bound to the model)
+if "$BIN" convert "$DATA/xlstm-tiny" -o "$TMP/tiny_bf16.ggx" --type bf16 --quiet 2>/dev/null; then
+    printf '/load %s\n' "$TMP/s.bin" | "$BIN" chat -m "$TMP/tiny_bf16.ggx" --quiet >/dev/null 2>"$TMP/err"
+    check 'grep -q "^ggx chat: /load" "$TMP/err"' "state of another model accepted"
+fi
+printf '/save %s/no/such/dir/x.bin\n/stats\n' "$TMP" | chat >"$TMP/out" 2>"$TMP/err"
+check '[ $? -eq 0 ] && grep -q "^ggx chat: /save" "$TMP/err" && grep -q "^total:" "$TMP/out"' \
+    "/save to a bad path"
+
+# multi-line input: a trailing backslash and a """ block are one message each
+printf 'ROMEO:\\\nI am here\n/stats\n"""\nJULIET:\nAnd I\n"""\n/stats\n' |
+    chat --raw --stop '\n\n' --seed 1 -n 8 >"$TMP/ml"
+check '[ "$(grep -c "^turn:" "$TMP/ml")" -eq 2 ]' "multi-line input: $(cat "$TMP/ml")"
+
+# unknown commands and usage
+printf '/frobnicate\n/help\n' | chat >"$TMP/out"
+check 'grep -q "unknown command" "$TMP/out" && grep -q "/save FILE" "$TMP/out"' "/help, unknown"
+"$BIN" chat -m "$MODEL" --template "no placeholder" </dev/null 2>"$TMP/err"
+check '[ $? -eq 2 ] && grep -q "{msg}" "$TMP/err"' "bad template"
+"$BIN" chat --help | grep -q examples
+check '[ $? -eq 0 ]' "chat --help"
+
+echo "test_chat: $pass passed, $fail failed"
+[ $fail -eq 0 ]
