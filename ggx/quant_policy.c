@@ -60,10 +60,14 @@ enum ggx_type ggx_quant_default_type(enum ggx_type base, const char *name, int n
     if (!r) {
         t = base;
         r = "base";
+        /* measured on the tiny model (docs/quantization.md): with a 4-bit base, q8_0 for these
+         * two cuts the mean KL by ~45%; for the 7B it adds ~5% to the file and ~3% to the bytes
+         * read per decoded token (the embedding is a lookup: one row per token) */
         if (is_4bit(base) && ends_with(name, "lm_head.weight")) {
             t = GGX_TYPE_Q8_0;
             r = "lm_head";
-        } else if (strstr(name, "embeddings")) {
+        } else if (is_4bit(base) && ends_with(name, "embeddings.weight")) {
+            t = GGX_TYPE_Q8_0;
             r = "embedding";
         }
         const ggx_type_traits *tr = ggx_type_traits_of(t);

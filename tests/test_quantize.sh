@@ -38,6 +38,7 @@ check '[ $(wc -l < "$T/types.txt") -eq 6 ]'
 check '[ ! -e "$T/dry.ggx" ]'
 check 'grep -Eq "mlstm_layer\.igate_preact\.weight .* f32 +-> f32 .*gate" "$T/plan.txt"'
 check 'grep -Eq "ffn\.proj_down\.weight .* f32 +-> q4_x" "$T/plan.txt"'
+check 'grep -Eq "embeddings\.weight .* f32 +-> q8_0 .*embedding" "$T/plan.txt"'
 check 'grep -Eq "^total|^  total" "$T/plan.txt"'
 
 for src in f32 bf16; do
@@ -52,9 +53,9 @@ for src in f32 bf16; do
     check 'grep -q "^backbone.blocks.0.mlstm_layer.fgate_preact.weight f32$" "$T/s.txt"'
     check 'grep -q "^backbone.blocks.0.mlstm_layer.igate_preact.bias f32$" "$T/s.txt"'
     check 'grep -q "^backbone.out_norm.weight f32$" "$T/s.txt"'
-    check 'grep -q "^backbone.embeddings.weight $ty$" "$T/s.txt"'
-    lm=q8_0  # the policy: lm_head q8_0 for every quantized base type
-    check 'grep -q "^lm_head.weight $lm$" "$T/s.txt"'
+    # the policy: embedding and lm_head q8_0 for every quantized base type
+    check 'grep -q "^backbone.embeddings.weight q8_0$" "$T/s.txt"'
+    check 'grep -q "^lm_head.weight q8_0$" "$T/s.txt"'
     # every metadata key is copied (file_type replaced, not duplicated)
     summ "$T/$src.ggx" | grep n_meta > "$T/m0.txt"; grep n_meta "$T/s.txt" > "$T/m1.txt"
     check 'cmp -s "$T/m0.txt" "$T/m1.txt"'

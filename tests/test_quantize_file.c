@@ -63,7 +63,8 @@ int main(void) {
     TEST_CHECK(ggx_quant_default_type(GGX_TYPE_Q4_0, "lm_head.weight", 2, mat, NULL) == GGX_TYPE_Q8_0);
     TEST_CHECK(ggx_quant_default_type(GGX_TYPE_Q8_0, "lm_head.weight", 2, mat, NULL) == GGX_TYPE_Q8_0);
     TEST_CHECK(ggx_quant_default_type(GGX_TYPE_BF16, "lm_head.weight", 2, mat, NULL) == GGX_TYPE_BF16);
-    TEST_CHECK(ggx_quant_default_type(GGX_TYPE_Q4_X, "backbone.embeddings.weight", 2, mat, NULL) == GGX_TYPE_Q4_X);
+    TEST_CHECK(ggx_quant_default_type(GGX_TYPE_Q4_X, "backbone.embeddings.weight", 2, mat, NULL) == GGX_TYPE_Q8_0);
+    TEST_CHECK(ggx_quant_default_type(GGX_TYPE_F16, "backbone.embeddings.weight", 2, mat, NULL) == GGX_TYPE_F16);
     TEST_CHECK(ggx_quant_default_type(GGX_TYPE_Q4_X, "w", 2, odd, &why) == GGX_TYPE_F16);
     ggx_quant_policy *p = NULL;
     const char *ov[] = {"proj_(up|down)=q8_0", "proj=bf16"};
