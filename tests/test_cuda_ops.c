@@ -392,8 +392,12 @@ static void seqstate_free(seqstate *s) {
 /* n_calls graph_compute calls over the same graph (eager, capture, replays); each call feeds
  * new inputs, and from the third call on the sequences swap state slots */
 static void test_mlstm(int NH, int DQK, int DV, int n_seqs, const int *lens, int n_calls) {
-    int T = 0, off[16];
-    for (int s = 0; s < n_seqs; s++) { off[s] = T; T += lens[s]; }
+    int T = 0, off[16], max_len = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        off[s] = T;
+        T += lens[s];
+        max_len = lens[s] > max_len ? lens[s] : max_len;
+    }
     seqstate st[16];
     for (int s = 0; s < n_seqs; s++) seqstate_init(&st[s], NH, DQK, DV);
     tgraph tg;
@@ -445,7 +449,10 @@ static void test_mlstm(int NH, int DQK, int DV, int n_seqs, const int *lens, int
         float *out = host_of(h);
         const double eh = rel_err(out, href, T * V);
         worst_h = fmax(worst_h, eh);
-        TEST_CHECK_MSG(eh <= 1e-5, "mlstm NH=%d DQK=%d DV=%d call %d: h rel err %.3g", NH, DQK, DV, call, eh);
+        /* f32 rounding vs f64 grows along a sequence (the readout divides by |q.n| near its
+         * floor): 1e-5 for a few tokens, 3e-5 for runs of tens of tokens */
+        const double tol_h = max_len > 16 ? 3e-5 : 1e-5;
+        TEST_CHECK_MSG(eh <= tol_h, "mlstm NH=%d DQK=%d DV=%d call %d: h rel err %.3g", NH, DQK, DV, call, eh);
         for (int s = 0; s < n_seqs; s++) {
             const double es = seqstate_err(&st[s], NH, DQK, DV);
             worst_s = fmax(worst_s, es);

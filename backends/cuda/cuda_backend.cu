@@ -67,6 +67,14 @@ struct Ctx {
     int graphs_on;
     size_t allocated, peak;
     struct { void *p; size_t n; } *allocs; /* live allocations (for the memory statistics) */
+    /* GGX_CUDA_PROFILE=1: eager runs with an event between node groups; time per op kind
+     * (MUL_MAT split into matvec [0] and GEMM [1]) printed to stderr by free */
+    int profile;
+    cudaEvent_t *prof_ev;
+    int prof_n_ev;
+    double prof_ms[GGX_OP_COUNT][2];
+    long prof_calls[GGX_OP_COUNT][2];
+    int prof_graphs;
     int n_allocs, cap_allocs;
 };
 
@@ -455,7 +463,43 @@ ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
     }
 }
 
+bool use_mv(const ggx_tensor *n);
+
+ggx_status run_nodes_profiled(Ctx *c, ggx_graph *g) {
+    if (c->prof_n_ev < g->n_nodes + 1) {
+        for (int i = 0; i < c->prof_n_ev; i++) cudaEventDestroy(c->prof_ev[i]);
+        free(c->prof_ev);
+        c->prof_n_ev = 0;
+        c->prof_ev = static_cast<cudaEvent_t *>(calloc((size_t)g->n_nodes + 1, sizeof(cudaEvent_t)));
+        if (!c->prof_ev) return ggx_fail(GGX_ERR_NOMEM, "cuda profile: out of memory");
+        for (int i = 0; i <= g->n_nodes; i++) GGX_CU_TRY(cudaEventCreate(&c->prof_ev[i]), "profile event");
+        c->prof_n_ev = g->n_nodes + 1;
+    }
+    int starts[1 << 14], ns = 0;
+    for (int k = 0; k < g->n_nodes && ns < (1 << 14) - 1;) {
+        int used = 1;
+        GGX_CU_TRY(cudaEventRecord(c->prof_ev[ns], c->stream), "profile event");
+        starts[ns++] = k;
+        ggx_status st = run_node(c, g, k, &used);
+        if (st != GGX_OK) return ggx_fail_wrap(st, "node %d (%s)", k, g->nodes[k]->name);
+        k += used;
+    }
+    GGX_CU_TRY(cudaEventRecord(c->prof_ev[ns], c->stream), "profile event");
+    GGX_CU_TRY(cudaEventSynchronize(c->prof_ev[ns]), "profile event");
+    for (int i = 0; i < ns; i++) {
+        float ms = 0;
+        cudaEventElapsedTime(&ms, c->prof_ev[i], c->prof_ev[i + 1]);
+        const ggx_tensor *n = g->nodes[starts[i]];
+        const int sub = n->op == GGX_OP_MUL_MAT && !use_mv(n);
+        c->prof_ms[n->op][sub] += ms;
+        c->prof_calls[n->op][sub]++;
+    }
+    c->prof_graphs++;
+    return GGX_OK;
+}
+
 ggx_status run_nodes(Ctx *c, ggx_graph *g) {
+    if (c->profile) return run_nodes_profiled(c, g);
     for (int k = 0; k < g->n_nodes;) {
         int used = 1;
         ggx_status st = run_node(c, g, k, &used);
@@ -598,7 +642,7 @@ ggx_status be_graph_compute(ggx_backend *be, ggx_graph *g) {
     if ((st = ensure_buf(c, &c->scratch_x, &c->scratch_x_size, xn, "GEMM activation scratch")) != GGX_OK)
         return st;
 
-    if (!c->graphs_on) return run_nodes(c, g);
+    if (!c->graphs_on || c->profile) return run_nodes(c, g);
     const uint64_t key = graph_key(g);
     GraphEntry *e = nullptr, *victim = &c->cache[0];
     for (int i = 0; i < GRAPH_CACHE; i++) {
@@ -641,6 +685,24 @@ void be_free(ggx_backend *be) {
     Ctx *c = ctx_of(be);
     if (c) {
         cudaStreamSynchronize(c->stream);
+        if (c->profile && c->prof_graphs) {
+            static const char *names[GGX_OP_COUNT] = {"none", "get_rows", "mul_mat", "add", "mul",
+                "rms_norm", "head_norm", "sigmoid_mul", "swiglu", "soft_cap", "mlstm"};
+            double tot = 0;
+            for (int o = 0; o < GGX_OP_COUNT; o++) tot += c->prof_ms[o][0] + c->prof_ms[o][1];
+            fprintf(stderr, "cuda profile: %d graphs, %.3f ms per graph (eager, events between launches)\n",
+                    c->prof_graphs, tot / c->prof_graphs);
+            for (int o = 0; o < GGX_OP_COUNT; o++)
+                for (int sub = 0; sub < 2; sub++)
+                    if (c->prof_calls[o][sub])
+                        fprintf(stderr, "  %-12s%-7s %9.3f ms/graph %6.1f%%  %7.1f launches/graph  %8.2f us/launch\n",
+                                names[o], o == GGX_OP_MUL_MAT ? (sub ? " gemm" : " matvec") : "",
+                                c->prof_ms[o][sub] / c->prof_graphs, 100.0 * c->prof_ms[o][sub] / tot,
+                                (double)c->prof_calls[o][sub] / c->prof_graphs,
+                                1e3 * c->prof_ms[o][sub] / c->prof_calls[o][sub]);
+        }
+        for (int i = 0; i < c->prof_n_ev; i++) cudaEventDestroy(c->prof_ev[i]);
+        free(c->prof_ev);
         for (int i = 0; i < GRAPH_CACHE; i++)
             if (c->cache[i].exec) cudaGraphExecDestroy(c->cache[i].exec);
         if (c->cublas) cublasDestroy(c->cublas);
@@ -700,6 +762,7 @@ extern "C" ggx_status ggx_backend_cuda_init(const ggx_backend_params *p, ggx_bac
     c->device = dev;
     const char *env = getenv("GGX_CUDA_GRAPHS");
     c->graphs_on = !(env && env[0] == '0');
+    c->profile = (env = getenv("GGX_CUDA_PROFILE")) && env[0] == '1';
     if ((env = getenv("GGX_CUDA_MV_MAX")) && atoi(env) >= 0) g_mv_max_tokens = atoi(env);
     cudaDeviceProp prop;
     ggx_status st = GGX_OK;

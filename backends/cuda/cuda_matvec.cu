@@ -45,57 +45,50 @@ __device__ __forceinline__ float byte_as_2p23(uint32_t u, int k) {
     return __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7440u + (uint32_t)k));
 }
 
-/* Decode the 16-byte chunk into f32 weights [W] (scale applied by the caller for q types). */
+/* Decode weights 4g..4g+3 of a 16-byte chunk into f32 (the scale of q types is applied by the
+ * caller, once per chunk). Decoding a group right before its use keeps few registers live. */
 template <int T>
-__device__ __forceinline__ void decode(const uint4 raw, float *f);
+__device__ __forceinline__ void decode4(const uint4 raw, int g, float *f);
+
+__device__ __forceinline__ uint32_t word(const uint4 r, int i) {
+    return i == 0 ? r.x : i == 1 ? r.y : i == 2 ? r.z : r.w;
+}
 
 template <>
-__device__ __forceinline__ void decode<GGX_TYPE_F32>(const uint4 raw, float *f) {
+__device__ __forceinline__ void decode4<GGX_TYPE_F32>(const uint4 raw, int, float *f) {
     f[0] = __uint_as_float(raw.x); f[1] = __uint_as_float(raw.y);
     f[2] = __uint_as_float(raw.z); f[3] = __uint_as_float(raw.w);
 }
 template <>
-__device__ __forceinline__ void decode<GGX_TYPE_BF16>(const uint4 raw, float *f) {
-    const uint32_t u[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        f[2 * i] = __uint_as_float(u[i] << 16);
-        f[2 * i + 1] = __uint_as_float(u[i] & 0xFFFF0000u);
-    }
+__device__ __forceinline__ void decode4<GGX_TYPE_BF16>(const uint4 raw, int g, float *f) {
+    const uint32_t a = word(raw, 2 * g), b = word(raw, 2 * g + 1);
+    f[0] = __uint_as_float(a << 16); f[1] = __uint_as_float(a & 0xFFFF0000u);
+    f[2] = __uint_as_float(b << 16); f[3] = __uint_as_float(b & 0xFFFF0000u);
 }
 template <>
-__device__ __forceinline__ void decode<GGX_TYPE_F16>(const uint4 raw, float *f) {
-    const uint32_t u[4] = {raw.x, raw.y, raw.z, raw.w};
+__device__ __forceinline__ void decode4<GGX_TYPE_F16>(const uint4 raw, int g, float *f) {
+    const uint32_t u[2] = {word(raw, 2 * g), word(raw, 2 * g + 1)};
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 2; i++) {
         __half2 h;
         memcpy(&h, &u[i], 4);
-        float2 v = __half22float2(h);
+        const float2 v = __half22float2(h);
         f[2 * i] = v.x;
         f[2 * i + 1] = v.y;
     }
 }
 template <>
-__device__ __forceinline__ void decode<GGX_TYPE_Q8_0>(const uint4 raw, float *f) {
-    const uint32_t u[4] = {raw.x ^ 0x80808080u, raw.y ^ 0x80808080u, raw.z ^ 0x80808080u,
-                           raw.w ^ 0x80808080u};
+__device__ __forceinline__ void decode4<GGX_TYPE_Q8_0>(const uint4 raw, int g, float *f) {
+    const uint32_t u = word(raw, g) ^ 0x80808080u; /* int8 -> uint8 + 128 */
 #pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int k = 0; k < 4; k++) f[4 * i + k] = byte_as_2p23(u[i], k) - 8388736.0f; /* 2^23+128 */
+    for (int k = 0; k < 4; k++) f[k] = byte_as_2p23(u, k) - 8388736.0f; /* 2^23 + 128 */
 }
 template <>
-__device__ __forceinline__ void decode<GGX_TYPE_Q4_0>(const uint4 raw, float *f) {
-    const uint32_t u[4] = {raw.x, raw.y, raw.z, raw.w};
+__device__ __forceinline__ void decode4<GGX_TYPE_Q4_0>(const uint4 raw, int g, float *f) {
+    /* elements 4g..4g+3: low nibbles of word g (g < 4), high nibbles of word g-4 (g >= 4) */
+    const uint32_t u = g < 4 ? (word(raw, g) & 0x0F0F0F0Fu) : ((word(raw, g - 4) >> 4) & 0x0F0F0F0Fu);
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const uint32_t lo = u[i] & 0x0F0F0F0Fu, hi = (u[i] >> 4) & 0x0F0F0F0Fu;
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            f[4 * i + k] = byte_as_2p23(lo, k) - 8388616.0f;      /* element 4i+k: q - 8 */
-            f[16 + 4 * i + k] = byte_as_2p23(hi, k) - 8388616.0f; /* element 16+4i+k */
-        }
-    }
+    for (int k = 0; k < 4; k++) f[k] = byte_as_2p23(u, k) - 8388616.0f; /* q - 8 */
 }
 
 template <int T> __device__ __forceinline__ float chunk_scale(const uint8_t *, int64_t, int64_t) {
@@ -141,40 +134,52 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(const MvLaunch a) {
 #pragma unroll
     for (int r = 0; r < MV_RPW; r++) rv[r] = row0 + r < rows;
 
-#pragma unroll 2
-    for (int64_t c = lane; c < n_chunks; c += 32) {
-        uint4 raw[MV_RPW];
-        float d[MV_RPW];
+    /* two chunks per lane per iteration: 2 * RPW independent 16-byte loads in flight */
+    for (int64_t c0 = lane; c0 < n_chunks; c0 += 64) {
+        uint4 raw[2][MV_RPW];
+        float d[2][MV_RPW];
 #pragma unroll
-        for (int r = 0; r < MV_RPW; r++) {
-            const int rr = rv[r] ? row0 + r : row0;
-            raw[r] = __ldcs(reinterpret_cast<const uint4 *>(w + (size_t)rr * row_bytes) + c);
-            d[r] = chunk_scale<T>(sc, (int64_t)rr * blocks_per_row, c);
+        for (int u = 0; u < 2; u++) {
+            const int64_t c = c0 + 32 * u < n_chunks ? c0 + 32 * u : c0;
+#pragma unroll
+            for (int r = 0; r < MV_RPW; r++) {
+                const int rr = rv[r] ? row0 + r : row0;
+                raw[u][r] = __ldcs(reinterpret_cast<const uint4 *>(w + (size_t)rr * row_bytes) + c);
+                d[u][r] = chunk_scale<T>(sc, (int64_t)rr * blocks_per_row, c);
+            }
         }
-        float f[MV_RPW][W];
 #pragma unroll
-        for (int r = 0; r < MV_RPW; r++) decode<T>(raw[r], f[r]);
+        for (int u = 0; u < 2; u++) {
+            const int64_t c = c0 + 32 * u;
+            if (c >= n_chunks) break;
+            float part[MV_RPW][NT];
 #pragma unroll
-        for (int t = 0; t < NT; t++) {
-            if (t < a.n_tok) {
-                const float4 *xp = reinterpret_cast<const float4 *>(a.x + (size_t)t * cols + c * W);
-                float part[MV_RPW];
+            for (int r = 0; r < MV_RPW; r++)
 #pragma unroll
-                for (int r = 0; r < MV_RPW; r++) part[r] = 0.0f;
+                for (int t = 0; t < NT; t++) part[r][t] = 0.0f;
 #pragma unroll
-                for (int k4 = 0; k4 < W / 4; k4++) {
-                    const float4 xv = __ldg(xp + k4);
+            for (int g = 0; g < W / 4; g++) {
+                float f[MV_RPW][4];
 #pragma unroll
-                    for (int r = 0; r < MV_RPW; r++) {
-                        part[r] = fmaf(f[r][4 * k4 + 0], xv.x, part[r]);
-                        part[r] = fmaf(f[r][4 * k4 + 1], xv.y, part[r]);
-                        part[r] = fmaf(f[r][4 * k4 + 2], xv.z, part[r]);
-                        part[r] = fmaf(f[r][4 * k4 + 3], xv.w, part[r]);
+                for (int r = 0; r < MV_RPW; r++) decode4<T>(raw[u][r], g, f[r]);
+#pragma unroll
+                for (int t = 0; t < NT; t++) {
+                    if (t < a.n_tok) {
+                        const float4 xv = __ldg(reinterpret_cast<const float4 *>(a.x + (size_t)t * cols + c * W) + g);
+#pragma unroll
+                        for (int r = 0; r < MV_RPW; r++) {
+                            part[r][t] = fmaf(f[r][0], xv.x, part[r][t]);
+                            part[r][t] = fmaf(f[r][1], xv.y, part[r][t]);
+                            part[r][t] = fmaf(f[r][2], xv.z, part[r][t]);
+                            part[r][t] = fmaf(f[r][3], xv.w, part[r][t]);
+                        }
                     }
                 }
-#pragma unroll
-                for (int r = 0; r < MV_RPW; r++) acc[r][t] = fmaf(d[r], part[r], acc[r][t]);
             }
+#pragma unroll
+            for (int r = 0; r < MV_RPW; r++)
+#pragma unroll
+                for (int t = 0; t < NT; t++) acc[r][t] = fmaf(d[u][r], part[r][t], acc[r][t]);
         }
     }
 #pragma unroll

@@ -17,7 +17,7 @@
 namespace {
 
 constexpr int ML_WARPS = 8;
-constexpr int ML_MAX_DQK = 256;
+constexpr int ML_MAX_DQK = ML_WARPS * 32; /* one n element per thread */
 
 __device__ __forceinline__ float logsigmoidf_(float x) {
     return fminf(x, 0.0f) - log1pf(expf(-fabsf(x)));
@@ -25,8 +25,9 @@ __device__ __forceinline__ float logsigmoidf_(float x) {
 
 template <int RPT>
 __global__ void __launch_bounds__(ML_WARPS * 32) mlstm_rec_kernel(const ggx_cuda_mlstm_args a) {
-    __shared__ float q_s[ML_MAX_DQK], k_s[ML_MAX_DQK], n_s[ML_MAX_DQK];
-    __shared__ float red_num[ML_WARPS][32], red_qn[ML_WARPS];
+    /* double-buffered by token parity: two barriers per token */
+    __shared__ float q_s[2][ML_MAX_DQK], k_s[2][ML_MAX_DQK];
+    __shared__ float red_num[2][ML_WARPS][32], red_qn[2][ML_WARPS];
     __shared__ int is_last;
 
     const int h = blockIdx.x, tile = blockIdx.y, s = blockIdx.z;
@@ -35,7 +36,7 @@ __global__ void __launch_bounds__(ML_WARPS * 32) mlstm_rec_kernel(const ggx_cuda
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int nh = a.nh, dqk = a.dqk, dv = a.dv;
     const int j = tile * 32 + lane;
-    const bool jv = j < dv;
+    const bool jv = j < dv, iv = tid < dqk; /* thread tid owns n[tid] (dqk <= blockDim) */
 
     float *Cp = a.state_ptrs[3 * s + 0] + (size_t)h * dqk * dv;
     float *np = a.state_ptrs[3 * s + 1] + (size_t)h * dqk;
@@ -47,54 +48,65 @@ __global__ void __launch_bounds__(ML_WARPS * 32) mlstm_rec_kernel(const ggx_cuda
         const int i = warp + ML_WARPS * r;
         c[r] = (i < dqk && jv) ? Cp[(size_t)i * dv + j] : 0.0f;
     }
-    for (int i = tid; i < dqk; i += blockDim.x) n_s[i] = np[i];
+    float n_own = iv ? np[tid] : 0.0f;
     float m = *mp;
     const float qscale = 1.0f / sqrtf((float)dqk);
 
+    /* the next token's inputs are loaded one token ahead (hides the global-memory latency) */
+    const size_t qk_stride = (size_t)nh * dqk, v_stride = (size_t)nh * dv;
+    const float *qp = a.q + (size_t)off * qk_stride + (size_t)h * dqk;
+    const float *kp = a.k + (size_t)off * qk_stride + (size_t)h * dqk;
+    const float *vp = a.v + (size_t)off * v_stride + (size_t)h * dv + j;
+    const float *igp = a.ig + (size_t)off * nh + h, *fgp = a.fg + (size_t)off * nh + h;
+    float q_nx = iv ? qp[tid] : 0.0f, k_nx = iv ? kp[tid] : 0.0f, v_nx = jv ? vp[0] : 0.0f;
+    float i_nx = igp[0], f_nx = fgp[0];
+
     for (int t = 0; t < len; t++) {
-        const size_t row = (size_t)off + t;
-        for (int i = tid; i < dqk; i += blockDim.x) {
-            q_s[i] = a.q[row * nh * dqk + (size_t)h * dqk + i] * qscale;
-            k_s[i] = a.k[row * nh * dqk + (size_t)h * dqk + i];
+        const int b = t & 1;
+        const float q_own = q_nx * qscale, k_own = k_nx, vj = v_nx, it = i_nx, ft = f_nx;
+        if (t + 1 < len) {
+            qp += qk_stride, kp += qk_stride, vp += v_stride, igp += nh, fgp += nh;
+            q_nx = iv ? qp[tid] : 0.0f;
+            k_nx = iv ? kp[tid] : 0.0f;
+            v_nx = jv ? vp[0] : 0.0f;
+            i_nx = igp[0];
+            f_nx = fgp[0];
         }
-        const float vj = jv ? a.v[row * nh * dv + (size_t)h * dv + j] : 0.0f;
-        const float it = a.ig[row * nh + h], ft = a.fg[row * nh + h];
         const float lf = logsigmoidf_(ft);
         const float m_new = fmaxf(lf + m, it);
         const float fp = expf(lf + m - m_new), ip = expf(it - m_new);
-        __syncthreads(); /* q_s, k_s written; previous token's readers of n_s are done */
-        for (int i = tid; i < dqk; i += blockDim.x) n_s[i] = fmaf(fp, n_s[i], ip * k_s[i]);
+        if (iv) {
+            q_s[b][tid] = q_own;
+            k_s[b][tid] = k_own;
+        }
+        n_own = fmaf(fp, n_own, ip * k_own);
+        float qn = q_own * n_own;
+        __syncthreads(); /* q_s[b], k_s[b] complete */
         float num = 0.0f;
 #pragma unroll
         for (int r = 0; r < RPT; r++) {
             const int i = warp + ML_WARPS * r;
             if (i < dqk) {
-                c[r] = fmaf(fp, c[r], ip * k_s[i] * vj);
-                num = fmaf(q_s[i], c[r], num);
+                c[r] = fmaf(fp, c[r], ip * k_s[b][i] * vj);
+                num = fmaf(q_s[b][i], c[r], num);
             }
         }
-        __syncthreads(); /* n_s updated */
-        float qn = 0.0f;
 #pragma unroll
-        for (int r = 0; r < RPT; r++) {
-            const int i = warp + ML_WARPS * r;
-            if (i < dqk) qn = fmaf(q_s[i], n_s[i], qn);
-        }
-        red_num[warp][lane] = num;
-        if (lane == 0) red_qn[warp] = qn;
-        __syncthreads();
+        for (int o = 16; o > 0; o >>= 1) qn += __shfl_xor_sync(0xffffffffu, qn, o);
+        red_num[b][warp][lane] = num;
+        if (lane == 0) red_qn[b][warp] = qn;
+        __syncthreads(); /* partial sums complete */
         if (warp == 0) {
             float tot = 0.0f, qnt = 0.0f;
 #pragma unroll
             for (int w = 0; w < ML_WARPS; w++) {
-                tot += red_num[w][lane];
-                qnt += red_qn[w];
+                tot += red_num[b][w][lane];
+                qnt += red_qn[b][w];
             }
             const float den = fmaxf(fabsf(qnt), expf(-m_new)) + a.eps;
-            if (jv) a.h[row * nh * dv + (size_t)h * dv + j] = tot / den;
+            if (jv) a.h[((size_t)off + t) * v_stride + (size_t)h * dv + j] = tot / den;
         }
         m = m_new;
-        __syncthreads(); /* red_* and q_s/k_s are reused by the next token */
     }
 
 #pragma unroll
@@ -104,6 +116,7 @@ __global__ void __launch_bounds__(ML_WARPS * 32) mlstm_rec_kernel(const ggx_cuda
     }
     /* every block of this (sequence, head) read the old n and m at its start; the last one to
      * get here writes the new ones */
+    __syncthreads();
     if (tid == 0) {
         __threadfence();
         const int prev = atomicAdd(&a.counters[s * nh + h], 1);
@@ -111,7 +124,7 @@ __global__ void __launch_bounds__(ML_WARPS * 32) mlstm_rec_kernel(const ggx_cuda
     }
     __syncthreads();
     if (is_last) {
-        for (int i = tid; i < dqk; i += blockDim.x) np[i] = n_s[i];
+        if (iv) np[tid] = n_own;
         if (tid == 0) {
             *mp = m;
             a.counters[s * nh + h] = 0;
