@@ -390,7 +390,8 @@ int main(int argc, char **argv) {
         model_w m = make_model((enum ggx_type)t);
         CHECK(be->iface.synchronize(be));
         printf("weights %-5s %.2f GB (generated in %.1f s)\n", tok, m.bytes / 1e9, now_s() - t0);
-        for (int i = 0; i < nb; i++) run_decode(&m, batches[i], steps);
+        for (int i = 0; i < nb; i++)
+            if (batches[i] > 0) run_decode(&m, batches[i], steps);
         for (int i = 0; i < np; i++) run_prefill(&m, prefills[i], 2);
         free_model(&m);
     }
