@@ -284,12 +284,14 @@ static int file_exists(const char *p) {
 }
 
 int cli_resolve_model(const char *cmd, const char *m_arg, char *buf, size_t cap) {
-    if (m_arg) {
+    /* "-m default" names the built-in model (unless a file of that name exists) */
+    int builtin = m_arg && !strcmp(m_arg, "default") && !file_exists(m_arg);
+    if (m_arg && !builtin) {
         snprintf(buf, cap, "%s", m_arg);
         return 0; /* a missing -m file is reported by the loader with its own reason */
     }
     const char *env = getenv("GGX_MODEL");
-    if (env && *env) {
+    if (!builtin && env && *env) {
         snprintf(buf, cap, "%s", env);
         return 0;
     }

@@ -68,8 +68,8 @@ void cli_help_sampling(FILE *out);
 void cli_finish_seed(cli_opts *o);
 
 /* --------------------------------------------------------------------- model -------------- */
-/* Which file `ggx run/chat` use: -m, else $GGX_MODEL, else models/default.ggx next to the
- * binary, else the build-time GGX_DEFAULT_MODEL_PATH. Writes into buf; 0 ok, -1 none found
+/* Which file `ggx run/chat/bench` use: -m, else $GGX_MODEL, else models/default.ggx next to
+ * the binary, else the build-time GGX_DEFAULT_MODEL_PATH. "-m default" skips to the built-in. Writes into buf; 0 ok, -1 none found
  * (reported). */
 int cli_resolve_model(const char *cmd, const char *m_arg, char *buf, size_t cap);
 

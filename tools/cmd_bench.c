@@ -246,7 +246,7 @@ int ggx_cmd_bench(int argc, char **argv) {
         (!a.batch && one(&a.batch, &a.n_batch, 1)) || (!a.threads && one(&a.threads, &a.n_threads, 0)))
         goto done;
     if (!a.synthetic &&
-        cli_resolve_model(CMD, a.model && strcmp(a.model, "default") ? a.model : NULL, path,
+        cli_resolve_model(CMD, a.model, path,
                           sizeof path))
         goto done;
 
