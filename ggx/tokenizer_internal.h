@@ -58,6 +58,8 @@ static inline int32_t tok_strmap_get(const tok_strmap *m, const char *key, size_
 static inline const char *tok_strmap_key(const tok_strmap *m, uint32_t i) {
     return m->keys + m->ents[i].off;
 }
+/* Room for n entries with key_bytes of keys in total (NULs included) without regrowing. */
+ggx_status tok_strmap_reserve(tok_strmap *m, uint32_t n, size_t key_bytes);
 void tok_strmap_free(tok_strmap *m);
 
 /* u64 -> u64 map (merges: (left_id << 32 | right_id) -> (rank << 32 | new_id)). */

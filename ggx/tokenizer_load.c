@@ -172,6 +172,13 @@ static ggx_status parse_model(ggx_tokenizer *tok, const cJSON *m, int32_t *max_i
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(m, "vocab");
     if (!cJSON_IsObject(vocab)) return ggx_fail(GGX_ERR_FORMAT, "tokenizer.json: model.vocab is not an object");
     const cJSON *e;
+    uint32_t n_vocab = 0;
+    size_t key_bytes = 0;
+    cJSON_ArrayForEach(e, vocab) {
+        n_vocab++;
+        key_bytes += strlen(e->string) + 1;
+    }
+    if ((st = tok_strmap_reserve(&tok->vocab, n_vocab, key_bytes))) return st;
     cJSON_ArrayForEach(e, vocab) {
         int64_t id;
         if (!json_int(e, 0, TOK_MAX_ID - 1, &id))

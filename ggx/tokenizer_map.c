@@ -47,6 +47,28 @@ static ggx_status strmap_rehash(tok_strmap *m, uint32_t cap) {
     return GGX_OK;
 }
 
+ggx_status tok_strmap_reserve(tok_strmap *m, uint32_t n, size_t key_bytes) {
+    uint32_t cap = m->cap ? m->cap : 64;
+    while ((uint64_t)n * 2 > cap && cap < (1u << 31)) cap *= 2;
+    if (cap > m->cap) {
+        ggx_status st = strmap_rehash(m, cap);
+        if (st) return st;
+    }
+    if (n > m->ents_cap) {
+        tok_sentry *ne = realloc(m->ents, (size_t)n * sizeof *ne);
+        if (!ne) return ggx_fail(GGX_ERR_NOMEM, "tokenizer: out of memory");
+        m->ents = ne;
+        m->ents_cap = n;
+    }
+    if (key_bytes > m->keys_cap && key_bytes <= UINT32_MAX) {
+        char *nk = realloc(m->keys, key_bytes);
+        if (!nk) return ggx_fail(GGX_ERR_NOMEM, "tokenizer: out of memory");
+        m->keys = nk;
+        m->keys_cap = key_bytes;
+    }
+    return GGX_OK;
+}
+
 int64_t tok_strmap_find(const tok_strmap *m, const char *key, size_t len) {
     if (!m->cap) return -1;
     uint64_t h = tok_hash_bytes(key, len);

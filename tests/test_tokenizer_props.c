@@ -12,6 +12,7 @@
 #include "ggx.h"
 #include "tokenizer.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <utf8proc.h>
 
@@ -283,6 +284,57 @@ static void lossy_table_3_8(const ggx_tokenizer *tok) {
     ggx_detok_free(d);
 }
 
+/* Several threads encode the same texts with one tokenizer at once: same ids as one thread. */
+typedef struct {
+    const ggx_tokenizer *tok;
+    char **texts;
+    size_t *lens;
+    int32_t **ids;
+    size_t *n;
+    int n_texts, mismatches;
+} mt_job;
+
+static void *mt_worker(void *arg) {
+    mt_job *j = arg;
+    int32_t *ids = malloc(sizeof(int32_t) * 8192);
+    for (int rep = 0; rep < 4; rep++)
+        for (int i = 0; i < j->n_texts; i++) {
+            size_t n = 0;
+            if (ggx_tokenizer_encode(j->tok, j->texts[i], j->lens[i], ids, 8192, &n) != GGX_OK || n != j->n[i] ||
+                memcmp(ids, j->ids[i], n * sizeof *ids))
+                j->mismatches++;
+        }
+    free(ids);
+    return NULL;
+}
+
+static void threads(const ggx_tokenizer *tok) {
+    enum { N_TEXTS = 64, N_THREADS = 4 };
+    char *texts[N_TEXTS];
+    size_t lens[N_TEXTS], n[N_TEXTS];
+    int32_t *ids[N_TEXTS];
+    for (int i = 0; i < N_TEXTS; i++) {
+        texts[i] = malloc(2048);
+        lens[i] = gen_string(texts[i], 1 + rndn(1500));
+        ids[i] = malloc(sizeof(int32_t) * 8192);
+        TEST_CHECK(ggx_tokenizer_encode(tok, texts[i], lens[i], ids[i], 8192, &n[i]) == GGX_OK);
+    }
+    mt_job jobs[N_THREADS];
+    pthread_t th[N_THREADS];
+    for (int t = 0; t < N_THREADS; t++) {
+        jobs[t] = (mt_job){tok, texts, lens, ids, n, N_TEXTS, 0};
+        pthread_create(&th[t], NULL, mt_worker, &jobs[t]);
+    }
+    for (int t = 0; t < N_THREADS; t++) {
+        pthread_join(th[t], NULL);
+        TEST_CHECK_MSG(jobs[t].mismatches == 0, "thread %d: %d encodings differ", t, jobs[t].mismatches);
+    }
+    for (int i = 0; i < N_TEXTS; i++) {
+        free(texts[i]);
+        free(ids[i]);
+    }
+}
+
 int main(void) {
     const char *seed = getenv("GGX_TEST_SEED");
     g_rng = seed ? strtoull(seed, NULL, 0) : 0x2026112706ull;
@@ -297,6 +349,7 @@ int main(void) {
         random_ids(paths[t], tok);
         invalid_utf8(tok);
         if (t == 1) lossy_table_3_8(tok);
+        if (t == 0) threads(tok);
         ggx_tokenizer_free(tok);
     }
     return test_finish("test_tokenizer_props");
