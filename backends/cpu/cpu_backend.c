@@ -34,6 +34,7 @@ static void cpu_free(ggx_backend *be) {
                             1e3 * ctx->prof_sec[i], tot > 0 ? 100 * ctx->prof_sec[i] / tot : 0);
         }
         ggx_cpu_pool_free(ctx->pool);
+        free(ctx->qx);
         if (ctx->scratch)
             for (int i = 0; i < ctx->n_threads; i++) free(ctx->scratch[i]);
         free(ctx->scratch);

@@ -19,6 +19,8 @@ typedef struct ggx_cpu_ctx {
     int n_threads;
     float **scratch;       /* [n_threads] per-thread scratch */
     size_t scratch_floats; /* capacity of each */
+    void *qx;              /* activations quantized for the quantized matmul (cpu_quant.h) */
+    size_t qx_cap;
     int profile;           /* GGX_PROFILE=1: per-op wall time, printed at free */
     double prof_sec[GGX_OP_COUNT];
     long prof_calls[GGX_OP_COUNT];

@@ -5,12 +5,14 @@
  */
 #include "cpu_backend.h"
 #include "cpu_mlstm.h"
+#include "cpu_quant.h"
 
 #include "error.h"
 #include "quants.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct op_job {
@@ -22,11 +24,16 @@ typedef struct op_job {
 
 static inline int64_t cols_of(const ggx_tensor *t) { return t->dims[t->n_dims - 1]; }
 
-/* [begin, end) of n items for thread ith of nth */
-static inline void split(int64_t n, int ith, int nth, int64_t *b, int64_t *e) {
-    *b = n * ith / nth;
-    *e = n * (ith + 1) / nth;
+/* Work is cut into chunks whose boundaries depend only on the op's shape (never on the
+ * thread count); [b, e) is chunk c of n items cut into pieces of `per`. */
+static inline void chunk_range(int64_t n, int64_t per, int64_t c, int64_t *b, int64_t *e) {
+    *b = c * per;
+    *e = *b + per < n ? *b + per : n;
 }
+static inline int64_t n_chunks_of(int64_t n, int64_t per) { return (n + per - 1) / per; }
+
+#define ROWS_PER_CHUNK 16     /* activation rows of row-wise ops */
+#define WROWS_PER_CHUNK 32    /* weight rows of the small-batch matmul */
 
 /* ------------------------------------------------------------------------- weight rows -- */
 
@@ -37,6 +44,10 @@ static void rows_to_f32(const ggx_cpu_kernels *kr, enum ggx_type t, const void *
     for (int64_t r = r0; r < r1; r++) {
         const char *src = (const char *)W + (size_t)r * rs;
         float *d = dst + (r - r0) * cols;
+        if (ggx_cpu_quant_supported(t)) { /* the quantization engineer's fast path */
+            ggx_cpu_dequant_rows(t, src, cols, d, 0, 1);
+            continue;
+        }
         switch (t) {
         case GGX_TYPE_F32: memcpy(d, src, (size_t)cols * sizeof(float)); break;
         case GGX_TYPE_BF16: kr->cvt_bf16((const uint16_t *)src, d, cols); break;
@@ -48,7 +59,7 @@ static void rows_to_f32(const ggx_cpu_kernels *kr, enum ggx_type t, const void *
 
 /* ---------------------------------------------------------------------------- MUL_MAT -- */
 
-static void job_mul_mat(void *vp, int ith, int nth) {
+static void job_mul_mat(void *vp, int64_t chunk, int ith) {
     op_job *j = vp;
     const ggx_tensor *w = j->node->src[0], *x = j->node->src[1];
     const int64_t O = w->dims[0], In = w->dims[1], T = ggx_tensor_rows(x);
@@ -60,7 +71,11 @@ static void job_mul_mat(void *vp, int ith, int nth) {
     if (T < GGX_CPU_GEMM_MIN) {
         /* every weight row is read once and dotted with all T activations */
         int64_t r0, r1;
-        split(O, ith, nth, &r0, &r1);
+        chunk_range(O, WROWS_PER_CHUNK, chunk, &r0, &r1);
+        if (ggx_cpu_quant_supported(w->type)) { /* activations were quantized in ctx->qx */
+            ggx_cpu_qmatmul(w->type, w->data, In, j->ctx->qx, T, y, O, r0, r1);
+            return;
+        }
         float out[GGX_CPU_GEMM_MIN];
         for (int64_t r = r0; r < r1; r++) {
             const char *wr = (const char *)w->data + (size_t)r * rs;
@@ -78,11 +93,9 @@ static void job_mul_mat(void *vp, int ith, int nth) {
         return;
     }
     /* prefill: fixed tiles of weight rows (independent of the thread count), f32 sgemm */
-    const int64_t nt = (O + GGX_CPU_TILE - 1) / GGX_CPU_TILE;
-    int64_t t0, t1;
-    split(nt, ith, nth, &t0, &t1);
-    for (int64_t tile = t0; tile < t1; tile++) {
-        int64_t r0 = tile * GGX_CPU_TILE, r1 = r0 + GGX_CPU_TILE < O ? r0 + GGX_CPU_TILE : O;
+    {
+        int64_t r0, r1;
+        chunk_range(O, GGX_CPU_TILE, chunk, &r0, &r1);
         const float *wt;
         if (w->type == GGX_TYPE_F32) {
             wt = (const float *)w->data + r0 * In;
@@ -97,7 +110,8 @@ static void job_mul_mat(void *vp, int ith, int nth) {
 
 /* --------------------------------------------------------------------- row-wise ops -- */
 
-static void job_get_rows(void *vp, int ith, int nth) {
+static void job_get_rows(void *vp, int64_t chunk, int ith) {
+    (void)ith;
     op_job *j = vp;
     const ggx_tensor *tab = j->node->src[0], *ids = j->node->src[1];
     const int64_t n = ids->dims[0], cols = tab->dims[1], V = tab->dims[0];
@@ -105,7 +119,7 @@ static void job_get_rows(void *vp, int ith, int nth) {
     const int32_t *id = ids->data;
     float *y = j->node->data;
     int64_t b, e;
-    split(n, ith, nth, &b, &e);
+    chunk_range(n, ROWS_PER_CHUNK, chunk, &b, &e);
     for (int64_t r = b; r < e; r++) {
         int64_t row = id[r];
         if (row < 0 || row >= V) { /* the model validates ids; never read out of bounds */
@@ -117,7 +131,8 @@ static void job_get_rows(void *vp, int ith, int nth) {
     }
 }
 
-static void job_binary(void *vp, int ith, int nth) {
+static void job_binary(void *vp, int64_t chunk, int ith) {
+    (void)ith;
     op_job *j = vp;
     const ggx_tensor *a = j->node->src[0], *bt = j->node->src[1];
     const int64_t rows = ggx_tensor_rows(a), cols = cols_of(a);
@@ -126,7 +141,7 @@ static void job_binary(void *vp, int ith, int nth) {
     float *y = j->node->data;
     const bool mul = j->node->op == GGX_OP_MUL;
     int64_t b, e;
-    split(rows, ith, nth, &b, &e);
+    chunk_range(rows, ROWS_PER_CHUNK, chunk, &b, &e);
     for (int64_t r = b; r < e; r++) {
         const float *ar = ad + r * cols, *br = bcast ? bd : bd + r * cols;
         float *yr = y + r * cols;
@@ -137,7 +152,8 @@ static void job_binary(void *vp, int ith, int nth) {
     }
 }
 
-static void job_rms_norm(void *vp, int ith, int nth) {
+static void job_rms_norm(void *vp, int64_t chunk, int ith) {
+    (void)ith;
     op_job *j = vp;
     const ggx_tensor *x = j->node->src[0], *w = j->node->src[1];
     const int64_t rows = ggx_tensor_rows(x), cols = cols_of(x);
@@ -145,7 +161,7 @@ static void job_rms_norm(void *vp, int ith, int nth) {
     const float *xd = x->data, *wd = w->data;
     float *y = j->node->data;
     int64_t b, e;
-    split(rows, ith, nth, &b, &e);
+    chunk_range(rows, ROWS_PER_CHUNK, chunk, &b, &e);
     for (int64_t r = b; r < e; r++) {
         const float *xr = xd + r * cols;
         float *yr = y + r * cols;
@@ -156,7 +172,8 @@ static void job_rms_norm(void *vp, int ith, int nth) {
     }
 }
 
-static void job_head_norm(void *vp, int ith, int nth) {
+static void job_head_norm(void *vp, int64_t chunk, int ith) {
+    (void)ith;
     op_job *j = vp;
     const ggx_tensor *x = j->node->src[0], *w = j->node->src[1];
     const int64_t rows = ggx_tensor_rows(x), cols = cols_of(x);
@@ -166,7 +183,7 @@ static void job_head_norm(void *vp, int ith, int nth) {
     const float *xd = x->data, *wd = w->data;
     float *y = j->node->data;
     int64_t b, e;
-    split(rows * nh, ith, nth, &b, &e);
+    chunk_range(rows * nh, ROWS_PER_CHUNK, chunk, &b, &e);
     for (int64_t u = b; u < e; u++) {
         const int64_t r = u / nh, h = u % nh;
         const float *xr = xd + r * cols + h * D;
@@ -183,14 +200,15 @@ static void job_head_norm(void *vp, int ith, int nth) {
     }
 }
 
-static void job_pointwise(void *vp, int ith, int nth) {
+static void job_pointwise(void *vp, int64_t chunk, int ith) {
+    (void)ith;
     op_job *j = vp;
     const ggx_tensor *a = j->node->src[0], *bt = j->node->src[1];
     const int64_t rows = ggx_tensor_rows(a), cols = cols_of(a);
     const float *ad = a->data, *bd = bt ? bt->data : NULL;
     float *y = j->node->data;
     int64_t b, e;
-    split(rows, ith, nth, &b, &e);
+    chunk_range(rows, ROWS_PER_CHUNK, chunk, &b, &e);
     for (int64_t r = b; r < e; r++) {
         const float *ar = ad + r * cols;
         float *yr = y + r * cols;
@@ -220,7 +238,7 @@ static void job_pointwise(void *vp, int ith, int nth) {
 
 /* ------------------------------------------------------------------------------ MLSTM -- */
 
-static void job_mlstm(void *vp, int ith, int nth) {
+static void job_mlstm(void *vp, int64_t chunk, int ith) {
     op_job *j = vp;
     const ggx_tensor *nd = j->node;
     const ggx_batch *bt = j->batch;
@@ -229,9 +247,8 @@ static void job_mlstm(void *vp, int ith, int nth) {
     const float *q = nd->src[0]->data, *k = nd->src[1]->data, *v = nd->src[2]->data;
     const float *ig = nd->src[3]->data, *fg = nd->src[4]->data;
     float *h = nd->data;
-    const int units = bt->n_seqs * NH;
-    for (int u = ith; u < units; u += nth) {
-        const int s = u / NH, hd = u % NH;
+    {
+        const int s = (int)(chunk / NH), hd = (int)(chunk % NH);
         const int64_t t0 = bt->seq_off[s];
         const ggx_layer_state *ls = &bt->states[s][layer];
         ggx_cpu_mlstm_io io = {
@@ -269,14 +286,39 @@ size_t ggx_cpu_node_scratch(const ggx_tensor *node) {
 
 ggx_status ggx_cpu_compute_node(ggx_cpu_ctx *ctx, ggx_tensor *node, const ggx_batch *batch) {
     op_job j = {ctx, ggx_cpu_kernels_active(), node, batch};
-    ggx_cpu_job fn = NULL;
+    ggx_cpu_chunk_fn fn = NULL;
+    const int64_t rows = ggx_tensor_rows(node);
+    int64_t n = n_chunks_of(rows, ROWS_PER_CHUNK);
     switch (node->op) {
     case GGX_OP_GET_ROWS: fn = job_get_rows; break;
-    case GGX_OP_MUL_MAT: fn = job_mul_mat; break;
+    case GGX_OP_MUL_MAT:
+        fn = job_mul_mat;
+        if (rows < GGX_CPU_GEMM_MIN && ggx_cpu_quant_supported(node->src[0]->type)) {
+            /* quantize the activations once for all weight rows (single thread: T x I) */
+            const enum ggx_type t = node->src[0]->type;
+            const int64_t In = node->src[0]->dims[1];
+            size_t need = ggx_cpu_qx_size(t, In) * (size_t)rows;
+            if (need == 0)
+                return ggx_fail(GGX_ERR_UNSUPPORTED, "mul_mat %s: %s rows of %lld columns",
+                                node->src[0]->name, ggx_type_name(t), (long long)In);
+            if (need > ctx->qx_cap) { /* grows once per shape; decode then allocates nothing */
+                void *q = realloc(ctx->qx, need);
+                if (!q) return ggx_fail(GGX_ERR_NOMEM, "cpu backend: %zu bytes", need);
+                ctx->qx = q;
+                ctx->qx_cap = need;
+            }
+            ggx_cpu_qx_prepare(t, node->src[1]->data, rows, In, ctx->qx);
+        }
+        n = n_chunks_of(node->src[0]->dims[0],
+                        rows < GGX_CPU_GEMM_MIN ? WROWS_PER_CHUNK : GGX_CPU_TILE);
+        break;
     case GGX_OP_ADD:
     case GGX_OP_MUL: fn = job_binary; break;
     case GGX_OP_RMS_NORM: fn = job_rms_norm; break;
-    case GGX_OP_HEAD_NORM: fn = job_head_norm; break;
+    case GGX_OP_HEAD_NORM:
+        fn = job_head_norm;
+        n = n_chunks_of(rows * node->i[0], ROWS_PER_CHUNK);
+        break;
     case GGX_OP_SIGMOID_MUL:
     case GGX_OP_SWIGLU:
     case GGX_OP_SOFT_CAP: fn = job_pointwise; break;
@@ -284,10 +326,11 @@ ggx_status ggx_cpu_compute_node(ggx_cpu_ctx *ctx, ggx_tensor *node, const ggx_ba
         if (!batch)
             return ggx_fail(GGX_ERR_INVALID_ARG, "mlstm node %s: graph has no batch", node->name);
         fn = job_mlstm;
+        n = (int64_t)batch->n_seqs * node->i[1]; /* one chunk per (sequence, head) */
         break;
     default:
         return ggx_fail(GGX_ERR_UNSUPPORTED, "cpu backend: op %d not supported", (int)node->op);
     }
-    ggx_cpu_pool_run(ctx->pool, fn, &j);
+    ggx_cpu_pool_run(ctx->pool, n, fn, &j);
     return GGX_OK;
 }
