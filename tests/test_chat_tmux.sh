@@ -130,6 +130,12 @@ T send-keys -t s4 C-c
 wait_text s4 "\[stopped\]" && ok
 wait_prompts s4 2 && ok
 say s4 "/stats"; wait_text s4 "^total:" && ok
+# Ctrl-C at the prompt drops the typed line and prompts again (does not leave)
+T send-keys -t s4 -l -- "half a line"
+wait_text s4 "^> half a line" || exit 1
+T send-keys -t s4 C-c
+wait_text s4 "^> half a line^C" && ok
+say s4 "/stats"; wait_prompts s4 4 && ok
 screen s4 | grep -q CHAT-EXITED && bad "Ctrl-C left the chat" || ok
 say s4 "/quit"; wait_text s4 CHAT-EXITED && ok
 

@@ -420,9 +420,17 @@ done:
 static char *read_line(const char *prompt, int tty) {
 #ifdef GGX_HAVE_LIBEDIT
     if (tty) {
-        char *l = readline(prompt);
-        if (l && *l) add_history(l);
-        return l;
+        for (;;) {
+            g_interrupted = 0;
+            char *l = readline(prompt);
+            if (!l && g_interrupted) { /* Ctrl-C: drop the line, prompt again (not EOF) */
+                g_interrupted = 0;
+                fputs("^C\n", stdout);
+                continue;
+            }
+            if (l && *l) add_history(l);
+            return l;
+        }
     }
 #endif
     if (tty) {
@@ -433,7 +441,18 @@ static char *read_line(const char *prompt, int tty) {
     char *b = malloc(cap);
     if (!b) return NULL;
     int ch;
-    while ((ch = getchar()) != EOF && ch != '\n') {
+    for (;;) {
+        ch = getchar();
+        if (ch == EOF && g_interrupted && tty) { /* Ctrl-C without libedit: drop the line */
+            g_interrupted = 0;
+            clearerr(stdin);
+            n = 0;
+            fputs("^C\n", stdout);
+            fputs(prompt, stdout);
+            fflush(stdout);
+            continue;
+        }
+        if (ch == EOF || ch == '\n') break;
         if (n + 1 >= cap) {
             char *nb = realloc(b, cap *= 2);
             if (!nb) {
