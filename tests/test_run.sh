@@ -103,6 +103,23 @@ check 'python3 -c "import sys; open(sys.argv[1], \"rb\").read().decode(\"utf-8\"
 check 'grep -q "prompt 3 tok" "$TMP/stats" && grep -q "generated 8 tok" "$TMP/stats"' \
     "stats line: $(cat "$TMP/stats")"
 
+# --- end of text: the config's eos counts only if it is a special token ------------------------
+# A copy of the fixture whose config says eos = 2 (an ordinary token, like the 7B's "!" quirk):
+# generation must run through id 2 and stop only at <|endoftext|> (id 0) or -n.
+mkdir -p "$TMP/eos2"
+cp "$DATA"/xlstm-tiny/*.json "$DATA"/xlstm-tiny/*.safetensors "$TMP/eos2/"
+sed -i 's/"eos_token_id": 0/"eos_token_id": 2/' "$TMP/eos2/config.json" "$TMP/eos2/generation_config.json"
+if "$BIN" convert "$TMP/eos2" -o "$TMP/eos2.ggx" --type f32 --quiet; then
+    ids=$("$BIN" run -m "$TMP/eos2.ggx" -p "ROMEO:" -n 300 --seed 4 --temp 1.2 --ids-out --quiet | tail -n 1)
+    n=$(echo "$ids" | tr ',' '\n' | wc -l)
+    last=${ids##*,}
+    twos=$(echo "$ids" | tr ',' '\n' | head -n -1 | grep -c '^2$')
+    check '[ "$twos" -ge 1 ] && { [ "$n" -eq 300 ] || [ "$last" = 0 ]; }' \
+        "eos=2 quirk: $twos non-final 2s, $n ids, last $last"
+else
+    bad "convert of the eos=2 copy"
+fi
+
 # --- usage --------------------------------------------------------------------------------------
 "$BIN" run --help >"$TMP/help"
 check '[ $? -eq 0 ] && grep -q "examples" "$TMP/help"' "--help"
