@@ -319,6 +319,7 @@ static enum MHD_Result handle_generate(serve_ctx *ctx, struct MHD_Connection *c,
     ids = NULL;
     j->n_prompt = n;
     j->cache_boundary = boundary;
+    j->stream = r.stream;
     j->max_tokens = r.max_tokens;
     j->temperature = r.temperature;
     j->top_p = r.top_p;

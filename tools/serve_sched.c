@@ -416,7 +416,7 @@ static int on_token(serve_sched *s, slot *sl, int32_t tok) {
         finish_job_locked(s, j, stopped ? "stop" : "length", NULL);
         return 1;
     }
-    pthread_cond_broadcast(&j->cv);
+    if (j->stream) pthread_cond_broadcast(&j->cv);
     return 0;
 }
 
