@@ -38,6 +38,7 @@ typedef struct src_req {
     int64_t dims[2];
     int optional;
     const ggx_st_tensor *t; /* resolved */
+    int shard;              /* index of the shard holding t */
 } src_req;
 
 /* An output tensor. */
@@ -386,6 +387,7 @@ static ggx_status resolve(conv *c) {
             return ggx_fail(GGX_ERR_SHAPE, "tensor %s: expected %s, file has %s", t->name, want,
                             ggx_st_shape_str(t->n_dims, t->dims, have, sizeof have));
         r->t = t;
+        r->shard = sh;
         c->used[sh][t - c->shards[sh]->tensors] = 1;
     }
     for (int i = 0; i < c->n_shards; i++)
@@ -576,6 +578,9 @@ static ggx_status write_all(conv *c, const char *out_path, const ggx_convert_par
                 s = ggx_writer_write(w, obuf, out_row * (size_t)nr);
             }
             if (s) goto fail;
+            /* these source rows are done: drop them from our resident set (the page cache keeps
+             * them), so memory stays at a few chunks whatever the model size */
+            ggx_st_release(c->shards[c->reqs[o->req].shard], sp, (uint64_t)(nr * row_len) * es);
             done += (uint64_t)(nr * row_len) * es;
             if (p->progress) p->progress(p->progress_ud, done, total);
         }

@@ -271,3 +271,11 @@ const ggx_st_tensor *ggx_st_find(const ggx_st_file *st, const char *name) {
         if (!strcmp(st->tensors[i].name, name)) return &st->tensors[i];
     return NULL;
 }
+
+void ggx_st_release(const ggx_st_file *st, const void *p, uint64_t n) {
+    if (!st->mapped || !n) return;
+    const long pg = sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(pg - 1);
+    uintptr_t e = (uintptr_t)p + n;
+    madvise((void *)a, (size_t)(e - a), MADV_DONTNEED);
+}

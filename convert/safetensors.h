@@ -51,6 +51,9 @@ ggx_status ggx_st_open(const char *path, ggx_st_file **out);
 ggx_status ggx_st_open_buffer(const void *buf, size_t len, const char *what, ggx_st_file **out);
 void ggx_st_close(ggx_st_file *st);
 const ggx_st_tensor *ggx_st_find(const ggx_st_file *st, const char *name);
+/* Tell the kernel the bytes [p, p + n) of a mapped file are no longer needed (keeps the
+ * resident set small while streaming a model bigger than RAM). No-op for buffers. */
+void ggx_st_release(const ggx_st_file *st, const void *p, uint64_t n);
 
 /* "F32" -> GGX_TYPE_F32 etc.; -1 if the name is not a supported dtype. */
 int ggx_st_dtype_from_name(const char *s);
