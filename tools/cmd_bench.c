@@ -254,13 +254,21 @@ int ggx_cmd_bench(int argc, char **argv) {
     for (size_t i = 0; i < a.n_batch; i++) max_b = a.batch[i] > max_b ? a.batch[i] : max_b;
     for (size_t i = 0; i < a.n_pp; i++) max_p = a.pp[i] > max_p ? a.pp[i] : max_p;
 
-    double bw = 0; /* bytes/s */
+    /* the floor's denominator, per thread count (bandwidth grows with threads up to a point) */
+    double bws[64] = {0}; /* bytes/s per entry of a.threads */
     if (a.membw) {
-        if (!a.quiet) fprintf(stderr, "ggx bench: measuring memory read bandwidth...\n");
-#ifdef HAVE_MEMBW
-        if (ggx_membw_measure(a.backend, 0, &bw) != GGX_OK) {
-            cli_err(CMD, "--membw: %s", ggx_last_error());
+        if (a.n_threads > 64) {
+            cli_err(CMD, "--membw: at most 64 thread counts");
             goto done;
+        }
+#ifdef HAVE_MEMBW
+        for (size_t ti = 0; ti < a.n_threads; ti++) {
+            if (!a.quiet)
+                fprintf(stderr, "ggx bench: measuring memory read bandwidth (%s)...\n", a.backend);
+            if (ggx_membw_measure(a.backend, a.threads[ti], &bws[ti]) != GGX_OK) {
+                cli_err(CMD, "--membw: %s", ggx_last_error());
+                goto done;
+            }
         }
 #else
         cli_err(CMD, "--membw: not available in this build (ggx/membw.c missing)");
@@ -269,7 +277,15 @@ int ggx_cmd_bench(int argc, char **argv) {
     }
     if (a.json) json = cJSON_CreateArray();
     else {
-        if (a.membw) printf("memory read bandwidth (%s): %.1f GB/s\n\n", a.backend, bw / 1e9);
+        for (size_t ti = 0; a.membw && ti < a.n_threads; ti++) {
+            if (a.threads[ti] > 0)
+                printf("memory read bandwidth (%s, %d threads): %.1f GB/s\n", a.backend,
+                       a.threads[ti], bws[ti] / 1e9);
+            else
+                printf("memory read bandwidth (%s, default threads): %.1f GB/s\n", a.backend,
+                       bws[ti] / 1e9);
+        }
+        if (a.membw) printf("\n");
         printf("| model | type | backend | threads | batch | test | t/s (median ± sd) |%s\n",
                a.membw ? " floor t/s | of floor |" : "");
         printf("| --- | --- | --- | ---: | ---: | --- | ---: |%s\n", a.membw ? " ---: | ---: |" : "");
@@ -341,6 +357,7 @@ int ggx_cmd_bench(int argc, char **argv) {
                     if (!a.quiet && isatty(2)) fprintf(stderr, "\r%40s\r", "");
                     double med, sd;
                     stats(tps, a.reps, &med, &sd);
+                    double bw = bws[ti];
                     double floor = kind && a.membw && wbytes ? (double)b * bw / (double)wbytes : 0;
                     char test[32], thr[16];
                     snprintf(test, sizeof test, "%s%d", kind ? "tg" : "pp", n);
