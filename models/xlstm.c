@@ -297,7 +297,7 @@ fail:
 
 static void unmap_one(xl_weight *w, void *ud) {
     ggx_model *m = ud;
-    if (w->data && m->file) m->be->iface.weights_unmap(m->be, w->data);
+    if (w->data) m->be->iface.weights_unmap(m->be, w->data);
     w->data = NULL;
 }
 
@@ -306,10 +306,10 @@ void ggx_model_free(ggx_model *m) {
     if (m->be) {
         xl_eval_cache_clear(m);
         if (m->layers) xl_weights_foreach(m, unmap_one, m);
-        if (m->synth_mem) m->be->iface.release(m->be, m->synth_mem);
         ggx_backend_free(m->be);
     }
     if (m->file) ggx_file_close(m->file);
+    free(m->synth_mem); /* host memory of synthetic weights (aligned_alloc) */
     free(m->layers);
     free(m->logits_host);
     pthread_mutex_destroy(&m->lock);

@@ -55,7 +55,7 @@ typedef struct xl_cached_graph {
 struct ggx_model {
     xl_hparams hp;
     ggx_file *file;   /* NULL for a synthetic model */
-    void *synth_mem;  /* host memory of synthetic weights */
+    void *synth_mem;  /* host memory of synthetic weights (aligned_alloc; freed with free) */
     ggx_backend *be;
     xl_weight emb, out_norm, lm_head;
     xl_layer *layers;
