@@ -470,6 +470,90 @@ static void test_mlstm(int NH, int DQK, int DV, int n_seqs, const int *lens, int
     tg_free(&tg);
 }
 
+/* ------------------------------------------------------------------ fused decode chains */
+
+/* ref[n, O] = x[n, I] @ W^T in double */
+static void ref_mm(const weight *w, const double *x, int n, double *y) {
+    for (int j = 0; j < n; j++)
+        for (int64_t r = 0; r < w->rows; r++) {
+            double s = 0;
+            for (int64_t c = 0; c < w->cols; c++) s += w->deq[r * w->cols + c] * x[j * w->cols + c];
+            y[j * w->rows + r] = s;
+        }
+}
+static void ref_rms(const double *x, const float *wt, int n, int64_t C, double *y) {
+    for (int j = 0; j < n; j++) {
+        double ss = 0;
+        for (int64_t c = 0; c < C; c++) ss += x[j * C + c] * x[j * C + c];
+        const double inv = 1.0 / sqrt(ss / C + 1e-6);
+        for (int64_t c = 0; c < C; c++) y[j * C + c] = x[j * C + c] * inv * wt[c];
+    }
+}
+
+/* the decode patterns the backend fuses (add+rms_norm, swiglu->matvec, sigmoid_mul->matvec,
+ * matvec->soft_cap), checked end to end; run twice (eager, then captured) */
+static void test_fused_chain(enum ggx_type t, int n) {
+    const int64_t E = 256, F = 352;
+    weight wg = make_weight(t, F, E, 0.3f), wu = make_weight(t, F, E, 0.3f), wd = make_weight(t, E, F, 0.3f);
+    weight wi = make_weight(GGX_TYPE_F32, 6, E, 0.3f), wo = make_weight(t, E, E, 0.3f);
+    float *x = rand_f32(n * E, 1.0f), *dl = rand_f32(n * E, 1.0f), *nw = rand_f32(E, 0.2f), *bi = rand_f32(6, 1.0f);
+    for (int64_t c = 0; c < E; c++) nw[c] += 1.0f;
+    tgraph tg;
+    tg_init(&tg);
+    ggx_tensor *tx = tg_new(&tg, GGX_TYPE_F32, n, E, dev_from(x, (size_t)(n * E) * 4));
+    ggx_tensor *tdl = tg_new(&tg, GGX_TYPE_F32, n, E, dev_from(dl, (size_t)(n * E) * 4));
+    ggx_tensor *tnw = tg_new(&tg, GGX_TYPE_F32, E, 0, dev_from(nw, (size_t)E * 4));
+    ggx_tensor *tbi = tg_new(&tg, GGX_TYPE_F32, 6, 0, dev_from(bi, 6 * 4));
+    ggx_tensor *x1 = tg_op(&tg, GGX_OP_ADD, n, E, tx, tdl);
+    ggx_tensor *h = tg_op(&tg, GGX_OP_RMS_NORM, n, E, x1, tnw);
+    h->f[0] = 1e-6f;
+    ggx_tensor *g = tg_op(&tg, GGX_OP_MUL_MAT, n, F, tg_new(&tg, t, F, E, wg.dev), h);
+    ggx_tensor *u = tg_op(&tg, GGX_OP_MUL_MAT, n, F, tg_new(&tg, t, F, E, wu.dev), h);
+    ggx_tensor *sw = tg_op(&tg, GGX_OP_SWIGLU, n, F, g, u);
+    ggx_tensor *d = tg_op(&tg, GGX_OP_MUL_MAT, n, E, tg_new(&tg, t, E, F, wd.dev), sw);
+    ggx_tensor *gi = tg_op(&tg, GGX_OP_MUL_MAT, n, 6, tg_new(&tg, GGX_TYPE_F32, 6, E, wi.dev), d);
+    ggx_tensor *ig = tg_op(&tg, GGX_OP_SOFT_CAP, n, 6, gi, tbi);
+    ig->f[0] = 1.5f;
+    ggx_tensor *sm = tg_op(&tg, GGX_OP_SIGMOID_MUL, n, E, d, h);
+    ggx_tensor *o = tg_op(&tg, GGX_OP_MUL_MAT, n, E, tg_new(&tg, t, E, E, wo.dev), sm);
+    x1->flags |= GGX_TF_OUTPUT;
+    ig->flags |= GGX_TF_OUTPUT;
+    o->flags |= GGX_TF_OUTPUT;
+    /* reference */
+    double *rx1 = malloc(sizeof(double) * (size_t)(n * E)), *rh = malloc(sizeof(double) * (size_t)(n * E));
+    double *rg = malloc(sizeof(double) * (size_t)(n * F)), *ru = malloc(sizeof(double) * (size_t)(n * F));
+    double *rd = malloc(sizeof(double) * (size_t)(n * E)), *rgi = malloc(sizeof(double) * (size_t)(n * 6));
+    double *ro = malloc(sizeof(double) * (size_t)(n * E));
+    for (int64_t i = 0; i < n * E; i++) rx1[i] = (double)x[i] + dl[i];
+    ref_rms(rx1, nw, n, E, rh);
+    ref_mm(&wg, rh, n, rg);
+    ref_mm(&wu, rh, n, ru);
+    for (int64_t i = 0; i < n * F; i++) rg[i] = rg[i] * sigm(rg[i]) * ru[i];
+    ref_mm(&wd, rg, n, rd);
+    ref_mm(&wi, rd, n, rgi);
+    for (int j = 0; j < n; j++)
+        for (int r = 0; r < 6; r++) rgi[j * 6 + r] = 1.5 * tanh((rgi[j * 6 + r] + bi[r]) / 1.5);
+    for (int64_t i = 0; i < n * E; i++) rd[i] = sigm(rd[i]) * rh[i];
+    ref_mm(&wo, rd, n, ro);
+    for (int call = 0; call < 3; call++) {
+        poison(x1), poison(ig), poison(o);
+        ggx_status st = be->iface.graph_compute(be, &tg.g);
+        TEST_CHECK_MSG(st == GGX_OK, "fused chain: %s", ggx_last_error());
+        float *ox = host_of(x1), *oi = host_of(ig), *oo = host_of(o);
+        const double e1 = rel_err(ox, rx1, n * E), e2 = rel_err(oi, rgi, n * 6), e3 = rel_err(oo, ro, n * E);
+        TEST_CHECK_MSG(e1 <= 1e-5 && e2 <= 1e-5 && e3 <= 1e-5, "fused chain %s n=%d call %d: rel err %.3g %.3g %.3g",
+                       ggx_type_name(t), n, call, e1, e2, e3);
+        if (call == 2) printf("  fused chain %-5s n=%d: rel err add %.2e, gate %.2e, out %.2e\n", ggx_type_name(t), n, e1, e2, e3);
+        free(ox), free(oi), free(oo);
+    }
+    free(rx1), free(rh), free(rg), free(ru), free(rd), free(rgi), free(ro);
+    be->iface.release(be, tx->data), be->iface.release(be, tdl->data);
+    be->iface.release(be, tnw->data), be->iface.release(be, tbi->data);
+    tg_free(&tg);
+    free_weight(&wg), free_weight(&wu), free_weight(&wd), free_weight(&wi), free_weight(&wo);
+    free(x), free(dl), free(nw), free(bi);
+}
+
 /* ------------------------------------------------------------------ replay with new inputs */
 
 static void test_graph_replay(void) {
@@ -550,6 +634,10 @@ int main(void) {
     test_mlstm(3, 40, 70, 3, l3, 3);     /* awkward sizes, mixed lengths */
     test_mlstm(8, 256, 512, 2, l2, 4);   /* 7B heads, batched decode */
     if (!san) test_mlstm(2, 256, 512, 8, l8, 3); /* 8 sequences */
+    for (int ti = 0; ti < 5; ti++) {
+        test_fused_chain(types[ti], 1);
+        test_fused_chain(types[ti], 5);
+    }
     test_graph_replay();
     test_errors();
     be->iface.free(be);

@@ -69,6 +69,7 @@ struct Ctx {
     struct { void *p; size_t n; } *allocs; /* live allocations (for the memory statistics) */
     /* GGX_CUDA_PROFILE=1: eager runs with an event between node groups; time per op kind
      * (MUL_MAT split into matvec [0] and GEMM [1]) printed to stderr by free */
+    int fuse;    /* GGX_CUDA_FUSE=0 turns the decode fusions off */
     int profile;
     cudaEvent_t *prof_ev;
     int prof_n_ev;
@@ -377,10 +378,91 @@ ggx_status run_gemm(Ctx *c, const ggx_tensor *n) {
                      "bf16 gemm");
 }
 
+bool use_mv(const ggx_tensor *n);
+size_t f32_bytes(const ggx_tensor *t) { return (size_t)t_nel(t) * 4; }
+bool overlap(const ggx_tensor *a, const ggx_tensor *b) {
+    const char *pa = static_cast<const char *>(a->data), *pb = static_cast<const char *>(b->data);
+    return pa < pb + f32_bytes(b) && pb < pa + f32_bytes(a);
+}
+/* nodes that read t */
+int n_consumers(const ggx_graph *g, const ggx_tensor *t) {
+    int n = 0;
+    for (int k = 0; k < g->n_nodes; k++)
+        for (int s = 0; s < GGX_MAX_SRC; s++)
+            if (g->nodes[k]->src[s] == t) {
+                n++;
+                break;
+            }
+    return n;
+}
+/* t is an intermediate that only `by` reads: its own kernel may be folded into by's */
+bool private_to(const ggx_graph *g, const ggx_tensor *t, const ggx_tensor *by) {
+    if (t->flags & GGX_TF_OUTPUT) return false;
+    bool used = false;
+    for (int s = 0; s < GGX_MAX_SRC; s++) used |= by->src[s] == t;
+    return used && n_consumers(g, t) == 1;
+}
+
+/* Fusions (decode): SWIGLU/SIGMOID_MUL folded into the matvec that alone consumes it (computed
+ * while staging x), SOFT_CAP folded into the matvec it alone follows (epilogue), ADD + the
+ * RMS_NORM of its result in one pass. Only between adjacent nodes, and only when the fused
+ * kernel's outputs share no memory with its inputs (the planner recycles freed ranges). */
+bool fusion_xform(const ggx_graph *g, int k, bool on) {
+    const ggx_tensor *n = g->nodes[k];
+    if (!on || k + 1 >= g->n_nodes) return false;
+    const ggx_tensor *m = g->nodes[k + 1];
+    return m->op == GGX_OP_MUL_MAT && m->src[1] == n && use_mv(m) && private_to(g, n, m) &&
+           t_nel(n->src[1]) == t_nel(n->src[0]) && t_cols(m->src[0]) % 4 == 0 &&
+           !overlap(m, n->src[0]) && !overlap(m, n->src[1]);
+}
+bool fusion_softcap(const ggx_graph *g, int k_next, const ggx_tensor *mm, bool on) {
+    if (!on || k_next >= g->n_nodes) return false;
+    const ggx_tensor *sc = g->nodes[k_next];
+    return sc->op == GGX_OP_SOFT_CAP && sc->src[0] == mm && private_to(g, mm, sc) &&
+           (!sc->src[1] || t_nel(sc->src[1]) == t_cols(mm)) && !overlap(sc, mm->src[1]);
+}
+bool fusion_add_rms(const ggx_graph *g, int k, bool on) {
+    const ggx_tensor *n = g->nodes[k];
+    if (!on || k + 1 >= g->n_nodes) return false;
+    const ggx_tensor *r = g->nodes[k + 1];
+    const ggx_tensor *a = n->src[0], *b = n->src[1];
+    return r->op == GGX_OP_RMS_NORM && r->src[0] == n && t_nel(r->src[1]) == t_cols(n) &&
+           !overlap(r, a) && !overlap(r, b) && !overlap(r, n) && !overlap(n, b) &&
+           (n->data == a->data || !overlap(n, a));
+}
+
 ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
     ggx_tensor *n = g->nodes[k];
     cudaStream_t s = c->stream;
     *consumed = 1;
+    if ((n->op == GGX_OP_SWIGLU || n->op == GGX_OP_SIGMOID_MUL) && fusion_xform(g, k, c->fuse)) {
+        const ggx_tensor *m = g->nodes[k + 1];
+        ggx_cuda_mv_mat mat = {m->src[0]->data, f32p(m), (int)t_rows(m->src[0]), 0, 0.0f, nullptr};
+        int used = 2;
+        if (fusion_softcap(g, k + 2, m, c->fuse)) {
+            const ggx_tensor *sc = g->nodes[k + 2];
+            mat.y = f32p(sc);
+            mat.epi = 1;
+            mat.cap = sc->f[0];
+            mat.bias = sc->src[1] ? f32p(sc->src[1]) : nullptr;
+            used = 3;
+        }
+        *consumed = used;
+        GGX_CU_TRY(ggx_cuda_mv(s, m->src[0]->type, &mat, 1, f32p(n->src[0]), f32p(n->src[1]),
+                               n->op == GGX_OP_SWIGLU ? GGX_CUDA_X_SWIGLU : GGX_CUDA_X_SIGMOID_MUL,
+                               (int)t_cols(m->src[0]), (int)t_rows(m->src[1])), "fused mul_mat");
+        return GGX_OK;
+    }
+    if (n->op == GGX_OP_ADD && fusion_add_rms(g, k, c->fuse)) {
+        const ggx_tensor *r = g->nodes[k + 1];
+        const int64_t ne = t_nel(n->src[0]);
+        const int64_t bcols = t_nel(n->src[1]) == ne ? 0 : t_nel(n->src[1]);
+        *consumed = 2;
+        GGX_CU_TRY(ggx_cuda_add_rms_norm(s, f32p(n->src[0]), f32p(n->src[1]), bcols, f32p(n),
+                                         f32p(r->src[1]), f32p(r), t_rows(n), t_cols(n), r->f[0]),
+                   "add + rms_norm");
+        return GGX_OK;
+    }
     switch (n->op) {
     case GGX_OP_NONE: return GGX_OK;
     case GGX_OP_GET_ROWS:
@@ -402,11 +484,23 @@ ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
             mats[nm].w = m->src[0]->data;
             mats[nm].y = f32p(m);
             mats[nm].rows = (int)t_rows(m->src[0]);
+            mats[nm].epi = 0;
+            mats[nm].cap = 0.0f;
+            mats[nm].bias = nullptr;
             nm++;
         }
         *consumed = nm;
-        GGX_CU_TRY(ggx_cuda_mv(s, n->src[0]->type, mats, nm, f32p(n->src[1]), (int)t_cols(n->src[0]),
-                               (int)t_rows(n->src[1])), "mul_mat");
+        if (fusion_softcap(g, k + nm, g->nodes[k + nm - 1], c->fuse)) {
+            const ggx_tensor *sc = g->nodes[k + nm];
+            mats[nm - 1].y = f32p(sc);
+            mats[nm - 1].epi = 1;
+            mats[nm - 1].cap = sc->f[0];
+            mats[nm - 1].bias = sc->src[1] ? f32p(sc->src[1]) : nullptr;
+            *consumed = nm + 1;
+        }
+        GGX_CU_TRY(ggx_cuda_mv(s, n->src[0]->type, mats, nm, f32p(n->src[1]), nullptr,
+                               GGX_CUDA_X_PLAIN, (int)t_cols(n->src[0]), (int)t_rows(n->src[1])),
+                   "mul_mat");
         return GGX_OK;
     }
     case GGX_OP_ADD:
@@ -490,6 +584,9 @@ ggx_status run_nodes_profiled(Ctx *c, ggx_graph *g) {
         float ms = 0;
         cudaEventElapsedTime(&ms, c->prof_ev[i], c->prof_ev[i + 1]);
         const ggx_tensor *n = g->nodes[starts[i]];
+        const int end = i + 1 < ns ? starts[i + 1] : g->n_nodes;
+        for (int q = starts[i]; q < end; q++)
+            if (g->nodes[q]->op == GGX_OP_MUL_MAT) { n = g->nodes[q]; break; }
         const int sub = n->op == GGX_OP_MUL_MAT && !use_mv(n);
         c->prof_ms[n->op][sub] += ms;
         c->prof_calls[n->op][sub]++;
@@ -763,6 +860,7 @@ extern "C" ggx_status ggx_backend_cuda_init(const ggx_backend_params *p, ggx_bac
     const char *env = getenv("GGX_CUDA_GRAPHS");
     c->graphs_on = !(env && env[0] == '0');
     c->profile = (env = getenv("GGX_CUDA_PROFILE")) && env[0] == '1';
+    c->fuse = !((env = getenv("GGX_CUDA_FUSE")) && env[0] == '0');
     if ((env = getenv("GGX_CUDA_MV_MAX")) && atoi(env) >= 0) g_mv_max_tokens = atoi(env);
     cudaDeviceProp prop;
     ggx_status st = GGX_OK;

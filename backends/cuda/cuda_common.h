@@ -50,11 +50,24 @@ typedef struct ggx_cuda_mv_mat {
     const void *w;   /* [rows, cols] device layout */
     float *y;        /* [n_tok, rows] f32 */
     int rows;
+    /* fused epilogue (a SOFT_CAP that consumes this product): epi = 1 ->
+     * y = cap > 0 ? cap * tanh((y + bias) / cap) : y + bias (bias [rows] or NULL) */
+    int epi;
+    float cap;
+    const float *bias;
 } ggx_cuda_mv_mat;
 
-/* y_k[t, r] = dot(W_k[r, :], x[t, :]) for every matrix k, t < n_tok, r < rows_k. */
+/* The input transform fused into the matvec (an elementwise op whose only consumer is it). */
+enum { GGX_CUDA_X_PLAIN = 0, GGX_CUDA_X_SWIGLU = 1, GGX_CUDA_X_SIGMOID_MUL = 2 };
+
+/* y_k[t, r] = dot(W_k[r, :], x[t, :]) for every matrix k, t < n_tok, r < rows_k, where
+ * x = xa (PLAIN), silu(xa) * xb (SWIGLU) or sigmoid(xa) * xb (SIGMOID_MUL). */
 cudaError_t ggx_cuda_mv(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *mats, int n_mats,
-                        const float *x, int cols, int n_tok);
+                        const float *xa, const float *xb, int xmode, int cols, int n_tok);
+/* x = a + b (b: same shape, or [cols] broadcast when bcols) and y = rms_norm(x) * w, per row. */
+cudaError_t ggx_cuda_add_rms_norm(cudaStream_t s, const float *a, const float *b, int64_t bcols,
+                                  float *x, const float *w, float *y, int64_t rows, int64_t cols,
+                                  float eps);
 /* Whether the mv kernels handle this type / column count (else the GEMM path is used). */
 bool ggx_cuda_mv_supported(enum ggx_type t, int64_t cols);
 

@@ -26,8 +26,12 @@ struct MvLaunch {
     float *y[GGX_CUDA_MV_MAX_MATS];
     int rows[GGX_CUDA_MV_MAX_MATS];
     int block_start[GGX_CUDA_MV_MAX_MATS + 1]; /* first block of each matrix */
+    int epi[GGX_CUDA_MV_MAX_MATS];
+    float cap[GGX_CUDA_MV_MAX_MATS];
+    const float *bias[GGX_CUDA_MV_MAX_MATS];
     int n_mats;
-    const float *x;
+    const float *x, *xb;
+    int xmode;
     int cols;
     int n_tok;
 };
@@ -106,19 +110,36 @@ __device__ __forceinline__ float chunk_scale<GGX_TYPE_Q4_0>(const uint8_t *sc, i
     return __half2float(reinterpret_cast<const __half *>(sc)[r_blocks + c]);
 }
 
+/* float4 slot of x in shared memory: XOR-swizzled so that the 8 lanes of a quarter-warp, which
+ * read float4 number l*(W/4) + g (lane l, group g), hit 8 different bank groups */
+__device__ __forceinline__ int swz(int f4) { return f4 ^ ((f4 >> 3) & 7); }
+
+/* same arithmetic as the standalone SWIGLU / SIGMOID_MUL kernels (cuda_ops.cu) */
+__device__ __forceinline__ float xform(int mode, float a, float b) {
+    const float sg = 1.0f / (1.0f + expf(-a));
+    return mode == GGX_CUDA_X_SWIGLU ? a * sg * b : sg * b;
+}
+
 template <int T, int NT>
 __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(const MvLaunch a) {
     constexpr int W = Tr<T>::W;
     constexpr bool QUANT = T == GGX_TYPE_Q8_0 || T == GGX_TYPE_Q4_0;
+    /* x is staged in shared memory one K tile at a time (all warps of the block share it; read
+     * straight from global memory, lanes 16*W bytes apart would touch 32 cache lines per load).
+     * CPL chunks per lane per tile; the tile's x takes NT * TE * 4 <= 32 KB. */
+    constexpr int CPL_X = (8192 / NT) / (32 * W);
+    constexpr int CPL = CPL_X < 1 ? 1 : (CPL_X > 4 ? 4 : CPL_X);
+    constexpr int TE = CPL * 32 * W; /* tile elements */
+    __shared__ float4 xs[NT][TE / 4];
+
     int mi = 0;
 #pragma unroll 1
     while (mi + 1 < a.n_mats && (int)blockIdx.x >= a.block_start[mi + 1]) mi++;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int row0 = ((int)blockIdx.x - a.block_start[mi]) * MV_ROWS_PER_BLOCK + warp * MV_RPW;
     const int rows = a.rows[mi];
-    if (row0 >= rows) return;
     const int cols = a.cols;
-    const int64_t n_chunks = cols / W;
+    const int n_chunks = cols / W;
     const uint8_t *w = a.w[mi];
     const size_t row_bytes = (size_t)n_chunks * 16;
     const uint8_t *sc = QUANT ? w + ggx_cuda_qs_bytes((enum ggx_type)T, rows, cols) : nullptr;
@@ -129,29 +150,49 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(const MvLaunch a) {
     for (int r = 0; r < MV_RPW; r++)
 #pragma unroll
         for (int t = 0; t < NT; t++) acc[r][t] = 0.0f;
-
     bool rv[MV_RPW];
 #pragma unroll
     for (int r = 0; r < MV_RPW; r++) rv[r] = row0 + r < rows;
 
-    /* two chunks per lane per iteration: 2 * RPW independent 16-byte loads in flight */
-    for (int64_t c0 = lane; c0 < n_chunks; c0 += 64) {
-        uint4 raw[2][MV_RPW];
-        float d[2][MV_RPW];
+    for (int tb = 0; tb < cols; tb += TE) {
+        /* 1. this tile's weights: CPL * RPW independent 16-byte loads in flight */
+        uint4 raw[CPL][MV_RPW];
+        float d[CPL][MV_RPW];
+        const int cbase = tb / W;
 #pragma unroll
-        for (int u = 0; u < 2; u++) {
-            const int64_t c = c0 + 32 * u < n_chunks ? c0 + 32 * u : c0;
+        for (int u = 0; u < CPL; u++) {
+            const int c = cbase + 32 * u + lane;
+            const int cc = c < n_chunks ? c : n_chunks - 1;
 #pragma unroll
             for (int r = 0; r < MV_RPW; r++) {
-                const int rr = rv[r] ? row0 + r : row0;
-                raw[u][r] = __ldcs(reinterpret_cast<const uint4 *>(w + (size_t)rr * row_bytes) + c);
-                d[u][r] = chunk_scale<T>(sc, (int64_t)rr * blocks_per_row, c);
+                const int rr = rv[r] ? row0 + r : (rows - 1);
+                raw[u][r] = __ldcs(reinterpret_cast<const uint4 *>(w + (size_t)rr * row_bytes) + cc);
+                d[u][r] = chunk_scale<T>(sc, (int64_t)rr * blocks_per_row, cc);
             }
         }
+        /* 2. stage x[:, tb:tb+TE] */
+        __syncthreads(); /* the previous tile's readers are done */
+        for (int i = threadIdx.x; i < NT * (TE / 4); i += MV_WARPS * 32) {
+            const int t = i / (TE / 4), f4 = i % (TE / 4), e = tb + 4 * f4;
+            float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (t < a.n_tok && e < cols) {
+                v = __ldg(reinterpret_cast<const float4 *>(a.x + (size_t)t * cols + e));
+                if (a.xmode != GGX_CUDA_X_PLAIN) {
+                    const float4 b = __ldg(reinterpret_cast<const float4 *>(a.xb + (size_t)t * cols + e));
+                    v.x = xform(a.xmode, v.x, b.x);
+                    v.y = xform(a.xmode, v.y, b.y);
+                    v.z = xform(a.xmode, v.z, b.z);
+                    v.w = xform(a.xmode, v.w, b.w);
+                }
+            }
+            xs[t][swz(f4)] = v;
+        }
+        __syncthreads();
+        /* 3. multiply */
 #pragma unroll
-        for (int u = 0; u < 2; u++) {
-            const int64_t c = c0 + 32 * u;
-            if (c >= n_chunks) break;
+        for (int u = 0; u < CPL; u++) {
+            const int cl = 32 * u + lane; /* chunk within the tile */
+            if (cbase + cl >= n_chunks) break;
             float part[MV_RPW][NT];
 #pragma unroll
             for (int r = 0; r < MV_RPW; r++)
@@ -162,10 +203,11 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(const MvLaunch a) {
                 float f[MV_RPW][4];
 #pragma unroll
                 for (int r = 0; r < MV_RPW; r++) decode4<T>(raw[u][r], g, f[r]);
+                const int slot = swz(cl * (W / 4) + g);
 #pragma unroll
                 for (int t = 0; t < NT; t++) {
                     if (t < a.n_tok) {
-                        const float4 xv = __ldg(reinterpret_cast<const float4 *>(a.x + (size_t)t * cols + c * W) + g);
+                        const float4 xv = xs[t][slot];
 #pragma unroll
                         for (int r = 0; r < MV_RPW; r++) {
                             part[r][t] = fmaf(f[r][0], xv.x, part[r][t]);
@@ -192,8 +234,15 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(const MvLaunch a) {
     for (int r = 0; r < MV_RPW; r++)
 #pragma unroll
         for (int t = 0; t < NT; t++)
-            if (lane == r * NT + t && rv[r] && t < a.n_tok)
-                a.y[mi][(size_t)t * rows + row0 + r] = acc[r][t];
+            if (lane == r * NT + t && rv[r] && t < a.n_tok) {
+                float v = acc[r][t];
+                if (a.epi[mi]) {
+                    const float c = a.cap[mi];
+                    v += a.bias[mi] ? a.bias[mi][row0 + r] : 0.0f;
+                    if (c > 0.0f) v = c * tanhf(v / c);
+                }
+                a.y[mi][(size_t)t * rows + row0 + r] = v;
+            }
 }
 
 template <int T>
@@ -220,7 +269,7 @@ bool ggx_cuda_mv_supported(enum ggx_type t, int64_t cols) {
 }
 
 cudaError_t ggx_cuda_mv(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *mats, int n_mats,
-                        const float *x, int cols, int n_tok) {
+                        const float *x, const float *xb, int xmode, int cols, int n_tok) {
     if (n_mats < 1 || n_mats > GGX_CUDA_MV_MAX_MATS || n_tok < 1) return cudaErrorInvalidValue;
     /* the kernel handles up to 8 tokens at a time: more tokens = more passes over the weights */
     for (int t0 = 0; t0 < n_tok; t0 += 8) {
@@ -228,6 +277,8 @@ cudaError_t ggx_cuda_mv(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *
         memset(&a, 0, sizeof a);
         a.n_mats = n_mats;
         a.x = x + (size_t)t0 * cols;
+        a.xb = xb ? xb + (size_t)t0 * cols : nullptr;
+        a.xmode = xmode;
         a.cols = cols;
         a.n_tok = n_tok - t0 < 8 ? n_tok - t0 : 8;
         int nb = 0;
@@ -235,6 +286,9 @@ cudaError_t ggx_cuda_mv(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *
             a.w[k] = static_cast<const uint8_t *>(mats[k].w);
             a.y[k] = mats[k].y + (size_t)t0 * mats[k].rows;
             a.rows[k] = mats[k].rows;
+            a.epi[k] = mats[k].epi;
+            a.cap[k] = mats[k].cap;
+            a.bias[k] = mats[k].bias;
             a.block_start[k] = nb;
             nb += (mats[k].rows + MV_ROWS_PER_BLOCK - 1) / MV_ROWS_PER_BLOCK;
         }

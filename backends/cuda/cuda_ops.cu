@@ -107,6 +107,24 @@ __global__ void rms_norm_kernel(const float *x, const float *w, float *dst, int6
     for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) dr[c] = (xr[c] * inv) * w[c];
 }
 
+__global__ void add_rms_norm_kernel(const float *a, const float *b, int64_t bcols, float *x,
+                                    const float *w, float *y, int64_t cols, float eps) {
+    __shared__ float sh[32];
+    const int64_t r = blockIdx.x;
+    const float *ar = a + r * cols;
+    const float *br = bcols ? b : b + r * cols;
+    float *xr = x + r * cols, *yr = y + r * cols;
+    float ss = 0.0f;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+        const float v = ar[c] + br[c];
+        xr[c] = v;
+        ss = fmaf(v, v, ss);
+    }
+    ss = block_sum(ss, sh); /* its barriers also order the x writes before the reads below */
+    const float inv = 1.0f / sqrtf(ss / (float)cols + eps);
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) yr[c] = (xr[c] * inv) * w[c];
+}
+
 /* one block per (row, head): LayerNorm over the head's D values, two passes (mean, then the
  * biased variance of x - mean), no bias; weight indexed flat (head*D + d) */
 __global__ void head_norm_kernel(const float *x, const float *w, float *dst, int n_heads,
@@ -254,6 +272,15 @@ cudaError_t ggx_cuda_rms_norm(cudaStream_t s, const float *x, const float *w, fl
     if (rows <= 0) return cudaSuccess;
     const int th = cols >= 1024 ? 1024 : (cols >= 256 ? 256 : 64);
     rms_norm_kernel<<<(unsigned)rows, th, 0, s>>>(x, w, dst, cols, eps);
+    return cudaGetLastError();
+}
+
+cudaError_t ggx_cuda_add_rms_norm(cudaStream_t s, const float *a, const float *b, int64_t bcols,
+                                  float *x, const float *w, float *y, int64_t rows, int64_t cols,
+                                  float eps) {
+    if (rows <= 0) return cudaSuccess;
+    const int th = cols >= 1024 ? 1024 : (cols >= 256 ? 256 : 64);
+    add_rms_norm_kernel<<<(unsigned)rows, th, 0, s>>>(a, b, bcols, x, w, y, cols, eps);
     return cudaGetLastError();
 }
 
