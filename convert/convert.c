@@ -25,7 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define NAME_MAX_LEN 256
 #define CHUNK_ELEMS (1 << 22) /* 4M elements (16 MB f32) per conversion step */
@@ -504,30 +506,71 @@ static ggx_status write_meta(conv *c, ggx_writer *w, const ggx_convert_params *p
     return GGX_OK;
 }
 
-/* Convert n elements of src (dtype st) to `out` (n = rows x row_len). */
-static void convert_rows(enum ggx_type st, const uint8_t *src, enum ggx_type out, float *f32,
-                         uint8_t *dst, int64_t rows, int64_t row_len) {
-    const int64_t n = rows * row_len;
-    ggx_to_f32(st, src, f32, n);
-    switch (out) {
-    case GGX_TYPE_F32: memcpy(dst, f32, (size_t)n * 4); break;
+/* One thread's share of a chunk: rows [r0, r1) of src (dtype st) converted to `out`. */
+typedef struct conv_job {
+    enum ggx_type st, out;
+    const uint8_t *src; /* the chunk's first row */
+    float *f32;         /* scratch for the whole chunk */
+    uint8_t *dst;       /* output for the whole chunk */
+    int64_t r0, r1, row_len;
+    int64_t bad_row;    /* first row the quantizer refused, or -1 */
+} conv_job;
+
+static void *conv_job_run(void *arg) {
+    conv_job *j = arg;
+    const int64_t L = j->row_len, n = (j->r1 - j->r0) * L;
+    const size_t es = ggx_type_traits_of(j->st)->type_size, rs = ggx_row_size(j->out, L);
+    float *f = j->f32 + j->r0 * L;
+    uint8_t *dst = j->dst + (size_t)j->r0 * rs;
+    j->bad_row = -1;
+    ggx_to_f32(j->st, j->src + (size_t)(j->r0 * L) * es, f, n);
+    switch (j->out) {
+    case GGX_TYPE_F32: memcpy(dst, f, (size_t)n * 4); break;
     case GGX_TYPE_F16: {
         ggx_fp16_t *d = (ggx_fp16_t *)dst;
-        for (int64_t i = 0; i < n; i++) d[i] = ggx_f32_to_fp16(f32[i]);
+        for (int64_t i = 0; i < n; i++) d[i] = ggx_f32_to_fp16(f[i]);
         break;
     }
     case GGX_TYPE_BF16: {
         ggx_bf16_t *d = (ggx_bf16_t *)dst;
-        for (int64_t i = 0; i < n; i++) d[i] = ggx_f32_to_bf16(f32[i]);
+        for (int64_t i = 0; i < n; i++) d[i] = ggx_f32_to_bf16(f[i]);
         break;
     }
-    default: {
-        size_t rs = ggx_row_size(out, row_len);
-        for (int64_t r = 0; r < rows; r++)
-            ggx_quantize_row(out, f32 + r * row_len, dst + (size_t)r * rs, row_len);
+    default:
+        for (int64_t r = 0; r < j->r1 - j->r0; r++)
+            if (ggx_quantize_row(j->out, f + r * L, dst + (size_t)r * rs, L) != 0) {
+                j->bad_row = j->r0 + r;
+                break;
+            }
         break;
     }
+    return NULL;
+}
+
+/* Convert `rows` rows of src to `out` on up to n_threads threads (quantizing is the slow part
+ * of a conversion; ggx_quantize_row is pure, so rows split freely). Returns the first row the
+ * quantizer refused, or -1. */
+#define MAX_THREADS 64
+static int64_t convert_rows(enum ggx_type st, const uint8_t *src, enum ggx_type out, float *f32,
+                            uint8_t *dst, int64_t rows, int64_t row_len, int n_threads) {
+    conv_job jobs[MAX_THREADS];
+    pthread_t tid[MAX_THREADS];
+    int nt = n_threads < 1 ? 1 : n_threads > MAX_THREADS ? MAX_THREADS : n_threads;
+    if (nt > rows) nt = (int)rows;
+    if (rows * row_len < (1 << 16)) nt = 1; /* not worth a thread */
+    int started[MAX_THREADS] = {0};
+    for (int i = 0; i < nt; i++) {
+        jobs[i] = (conv_job){st, out, src, f32, dst, rows * i / nt, rows * (i + 1) / nt, row_len, -1};
+        if (i > 0) started[i] = pthread_create(&tid[i], NULL, conv_job_run, &jobs[i]) == 0;
     }
+    conv_job_run(&jobs[0]);
+    for (int i = 1; i < nt; i++) {
+        if (started[i]) pthread_join(tid[i], NULL);
+        else conv_job_run(&jobs[i]); /* could not start a thread: do its share here */
+    }
+    for (int i = 0; i < nt; i++)
+        if (jobs[i].bad_row >= 0) return jobs[i].bad_row;
+    return -1;
 }
 
 static ggx_status write_all(conv *c, const char *out_path, const ggx_convert_params *p,
@@ -560,6 +603,7 @@ static ggx_status write_all(conv *c, const char *out_path, const ggx_convert_par
         goto fail;
     }
     st->src_bytes = total;
+    int nthreads = p->n_threads > 0 ? p->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     for (int i = 0; i < c->n_outs; i++) {
         const out_t *o = &c->outs[i];
         const ggx_st_tensor *t = c->reqs[o->req].t;
@@ -574,7 +618,13 @@ static ggx_status write_all(conv *c, const char *out_path, const ggx_convert_par
             if (t->dtype == o->type) { /* same type: bytes straight from the mapping */
                 s = ggx_writer_write(w, sp, (size_t)(nr * row_len) * es);
             } else {
-                convert_rows(t->dtype, sp, o->type, f32, obuf, nr, row_len);
+                int64_t bad = convert_rows(t->dtype, sp, o->type, f32, obuf, nr, row_len, nthreads);
+                if (bad >= 0) {
+                    s = ggx_fail(GGX_ERR_FORMAT, "tensor %s: row %" PRId64 " cannot be quantized to %s"
+                                 " (NaN/Inf or a value beyond the f16 scale range in the checkpoint)",
+                                 o->name, o->row0 + r + bad, ggx_type_name(o->type));
+                    goto fail;
+                }
                 s = ggx_writer_write(w, obuf, out_row * (size_t)nr);
             }
             if (s) goto fail;

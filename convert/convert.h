@@ -32,6 +32,7 @@ typedef struct ggx_convert_params {
     void *progress_ud;
     /* called once the temporary output file exists (e.g. to unlink it from a signal handler) */
     void (*on_temp_file)(void *ud, const char *tmp_path);
+    int n_threads; /* threads for converting/quantizing; <= 0: all online CPUs */
 } ggx_convert_params;
 
 typedef struct ggx_convert_stats {

@@ -18,6 +18,7 @@
 #include <math.h>
 
 static char g_root[4096];
+static int g_threads = 0; /* converter threads (0 = all CPUs) */
 
 /* The expected output bytes of `rows` rows of a source tensor converted to `out`. */
 static uint8_t *expected_bytes(const st_t *src, int64_t row0, int64_t rows, int64_t row_len,
@@ -129,6 +130,7 @@ static void convert_and_compare(const char *dir, st_model *m, int type, const ch
     snprintf(out, sizeof out, "%s/%s.ggx", g_root, label);
     ggx_convert_params p = ggx_convert_default_params();
     p.out_type = type;
+    p.n_threads = g_threads;
     ggx_convert_stats st;
     ggx_status s = ggx_convert_hf(dir, out, &p, &st);
     TEST_CHECK_MSG(s == GGX_OK, "%s: convert failed: %s", label, ggx_last_error());
@@ -231,6 +233,13 @@ int main(void) {
     convert_and_compare(tiny, &fx, -1, "tiny-auto", "single");
     convert_and_compare(tiny, &fx, GGX_TYPE_Q8_0, "tiny-q8_0", "single");
     convert_and_compare(tiny, &fx, GGX_TYPE_Q4_0, "tiny-q4_0", "single");
+    /* rows split unevenly between threads give the same bytes */
+    g_threads = 3;
+    convert_and_compare(tiny, &fx, GGX_TYPE_Q8_0, "tiny-q8_0-t3", "single");
+    convert_and_compare(tiny, &fx, GGX_TYPE_F16, "tiny-f16-t3", "single");
+    g_threads = 1;
+    convert_and_compare(tiny, &fx, GGX_TYPE_Q4_0, "tiny-q4_0-t1", "single");
+    g_threads = 0;
 
     /* 2. an fp32 checkpoint in one unsharded model.safetensors */
     st_model m32;

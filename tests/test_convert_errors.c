@@ -13,10 +13,13 @@
 static char g_root[4096];
 static st_model g_fx;
 
+static int g_type = -1; /* output type for expect() */
+
 static void expect(const char *dir, const char *label, ggx_status want, const char *s1, const char *s2) {
     char out[4400];
     snprintf(out, sizeof out, "%s/out-%s.ggx", g_root, label);
     ggx_convert_params p = ggx_convert_default_params();
+    p.out_type = g_type;
     ggx_status s = ggx_convert_hf(dir, out, &p, NULL);
     const char *e = ggx_last_error();
     TEST_CHECK_MSG(s == want && strstr(e, s1) && (!s2 || strstr(e, s2)),
@@ -238,6 +241,18 @@ int main(void) {
         memcpy(n->data, st_find(&m, "backbone.blocks.0.mlstm_layer.q.weight")->data, n->nbytes);
         d = single_dir("bothnames", &m, NULL);
         expect(d, "bothnames", GGX_ERR_FORMAT, "under both names", NULL);
+    }
+
+    /* a NaN in a matrix cannot be quantized: named error, nothing written */
+    fresh(&m);
+    {
+        st_t *h = st_find(&m, "lm_head.weight");
+        uint16_t nan = 0x7fc0;
+        memcpy(h->data + 2 * (5 * 256 + 7), &nan, 2); /* row 5 */
+        d = single_dir("nan", &m, NULL);
+        g_type = GGX_TYPE_Q8_0;
+        expect(d, "nan", GGX_ERR_FORMAT, "tensor lm_head.weight: row 5 cannot be quantized to q8_0", NULL);
+        g_type = -1;
     }
 
     /* output problems: the "directory" is a regular file (tests run as root, so a read-only

@@ -14,7 +14,7 @@
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: ggx convert HF_DIR -o OUT.ggx [--type TYPE] [--quiet]\n"
+            "usage: ggx convert HF_DIR -o OUT.ggx [--type TYPE] [-t THREADS] [--quiet]\n"
             "\n"
             "Convert a Hugging Face xLSTM checkpoint directory (config.json, model.safetensors or\n"
             "model.safetensors.index.json + shards, tokenizer.json) into one .ggx file.\n"
@@ -24,6 +24,7 @@ static void usage(FILE *out) {
             "  --type TYPE         type of the big matrices: f32, f16, bf16, q8_0, q4_0, q4_x\n"
             "                      (default: as stored in the checkpoint). Gate weights and biases,\n"
             "                      norms and all 1-D tensors are always stored f32.\n"
+            "  -t, --threads N     threads for type conversion and quantization (default: all CPUs)\n"
             "  -q, --quiet         no progress bar, no summary\n"
             "  -h, --help          this help\n"
             "\n"
@@ -60,7 +61,7 @@ static void fmt_bytes(char *b, size_t cap, uint64_t n) {
 
 int ggx_cmd_convert(int argc, char **argv) {
     const char *in = NULL, *out = NULL;
-    int type = -1, quiet = 0;
+    int type = -1, quiet = 0, threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -69,7 +70,16 @@ int ggx_cmd_convert(int argc, char **argv) {
         } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
             if (++i >= argc) goto missing;
             out = argv[i];
-        } else if (!strcmp(a, "--type") || !strcmp(a, "-t")) {
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
+            if (++i >= argc) goto missing;
+            char *end;
+            long v = strtol(argv[i], &end, 10);
+            if (*end || v < 1 || v > 1024) {
+                fprintf(stderr, "ggx convert: -t needs a thread count >= 1, got '%s'\n", argv[i]);
+                return 2;
+            }
+            threads = (int)v;
+        } else if (!strcmp(a, "--type")) {
             if (++i >= argc) goto missing;
             type = ggx_type_from_name(argv[i]);
             if (type < 0 || type > GGX_TYPE_Q4_X) {
@@ -103,6 +113,7 @@ int ggx_cmd_convert(int argc, char **argv) {
     ggx_progress_begin(&prog, "converting", 1, quiet);
     ggx_convert_params p = ggx_convert_default_params();
     p.out_type = type;
+    p.n_threads = threads;
     p.progress = on_progress;
     p.progress_ud = &prog;
     p.on_temp_file = on_temp;
