@@ -144,12 +144,20 @@ static void deq_ref_q4_x(const void *w, float *dst, int64_t nb) {
 static ggx_cpu_qdot_fn pick_dot(enum ggx_type t) {
     const int l = ggx_cpu_quant_level();
     switch (t) {
-    case GGX_TYPE_Q8_0:
-        return l == 2 ? ggx_cpu_dot_q8_0_avx512 : l == 1 ? ggx_cpu_dot_q8_0_avx2 : dot_q8_0_ref;
-    case GGX_TYPE_Q4_0:
-        return l == 2 ? ggx_cpu_dot_q4_0_avx512 : l == 1 ? ggx_cpu_dot_q4_0_avx2 : dot_q4_0_ref;
-    case GGX_TYPE_Q4_X:
-        return l == 2 ? ggx_cpu_dot_q4_x_avx512 : l == 1 ? ggx_cpu_dot_q4_x_avx2 : dot_q4_x_ref;
+    case GGX_TYPE_Q8_0: return l >= 1 ? ggx_cpu_dot_q8_0_avx2 : dot_q8_0_ref;
+    case GGX_TYPE_Q4_0: return l >= 1 ? ggx_cpu_dot_q4_0_avx2 : dot_q4_0_ref;
+    case GGX_TYPE_Q4_X: return l >= 1 ? ggx_cpu_dot_q4_x_avx2 : dot_q4_x_ref;
+    default: return NULL;
+    }
+}
+
+/* the multi-row kernels (AVX-512 only); NULL: use pick_dot row by row */
+static ggx_cpu_qdotn_fn pick_dotn(enum ggx_type t) {
+    if (ggx_cpu_quant_level() < 2) return NULL;
+    switch (t) {
+    case GGX_TYPE_Q8_0: return ggx_cpu_dotn_q8_0_avx512;
+    case GGX_TYPE_Q4_0: return ggx_cpu_dotn_q4_0_avx512;
+    case GGX_TYPE_Q4_X: return ggx_cpu_dotn_q4_x_avx512;
     default: return NULL;
     }
 }
@@ -170,6 +178,7 @@ static ggx_cpu_qdeq_fn pick_deq(enum ggx_type t) {
 void ggx_cpu_qmatmul(enum ggx_type t, const void *W, int64_t cols, const void *qx, int64_t n,
                      float *y, int64_t ldy, int64_t r0, int64_t r1) {
     const ggx_cpu_qdot_fn dot = pick_dot(t);
+    const ggx_cpu_qdotn_fn dotn = pick_dotn(t);
     const size_t qrow = ggx_cpu_qx_size(t, cols);
     if (!dot || !qrow) { /* unsupported type or bad cols: poison, never silently zero */
         for (int64_t j = 0; j < n; j++)
@@ -181,8 +190,17 @@ void ggx_cpu_qmatmul(enum ggx_type t, const void *W, int64_t cols, const void *q
     /* one weight row at a time: it is read from memory once and stays in L1 for the n tokens */
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *wr = (const uint8_t *)W + (size_t)r * wrow;
-        for (int64_t j = 0; j < n; j++)
-            y[j * ldy + r] = dot(wr, (const uint8_t *)qx + (size_t)j * qrow, nb);
+        if (dotn) {
+            float out[64];
+            for (int64_t j0 = 0; j0 < n; j0 += 64) {
+                const int k = (int)(n - j0 < 64 ? n - j0 : 64);
+                dotn(wr, (const uint8_t *)qx + (size_t)j0 * qrow, qrow, k, nb, out);
+                for (int j = 0; j < k; j++) y[(j0 + j) * ldy + r] = out[j];
+            }
+        } else {
+            for (int64_t j = 0; j < n; j++)
+                y[j * ldy + r] = dot(wr, (const uint8_t *)qx + (size_t)j * qrow, nb);
+        }
     }
 }
 

@@ -40,9 +40,14 @@ typedef float (*ggx_cpu_qdot_fn)(const void *w, const uint8_t *qx, int64_t nb);
 /* dequantize nb blocks to 32 * nb floats */
 typedef void (*ggx_cpu_qdeq_fn)(const void *w, float *dst, int64_t nb);
 
-float ggx_cpu_dot_q8_0_avx512(const void *w, const uint8_t *qx, int64_t nb);
-float ggx_cpu_dot_q4_0_avx512(const void *w, const uint8_t *qx, int64_t nb);
-float ggx_cpu_dot_q4_x_avx512(const void *w, const uint8_t *qx, int64_t nb);
+/* out[j] = dot(W row, prepared row qx + j * qrow) for j < n: the weight row is unpacked once
+ * per up to 4 activation rows */
+typedef void (*ggx_cpu_qdotn_fn)(const void *w, const uint8_t *qx, size_t qrow, int n, int64_t nb,
+                                 float *out);
+
+void ggx_cpu_dotn_q8_0_avx512(const void *w, const uint8_t *qx, size_t qrow, int n, int64_t nb, float *out);
+void ggx_cpu_dotn_q4_0_avx512(const void *w, const uint8_t *qx, size_t qrow, int n, int64_t nb, float *out);
+void ggx_cpu_dotn_q4_x_avx512(const void *w, const uint8_t *qx, size_t qrow, int n, int64_t nb, float *out);
 void ggx_cpu_deq_q8_0_avx512(const void *w, float *dst, int64_t nb);
 void ggx_cpu_deq_q4_0_avx512(const void *w, float *dst, int64_t nb);
 void ggx_cpu_deq_q4_x_avx512(const void *w, float *dst, int64_t nb);

@@ -44,60 +44,61 @@ static inline __m512 expand4(__m128 v) {
     return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v));
 }
 
+/* Every kernel below computes out[j] = dot(W row, activation row j) for NT <= 4 activation rows
+ * at once (qx + j * qrow): the weight blocks are loaded and unpacked once per step and reused for
+ * each row, so small-batch decode costs little more than n = 1. NT is a compile-time constant in
+ * each instantiation (the switch in the exported functions), so the j loops unroll and the
+ * accumulators stay in registers. */
+#define QX_MAX_NT 4
+#define AI static inline __attribute__((always_inline))
+
 /* ---------------------------------------------------------------- q8_0 */
-float ggx_cpu_dot_q8_0_avx512(const void *wv, const uint8_t *qx, int64_t nb) {
-    const ggx_block_q8_0 *w = wv;
-    const float *dx = qx_dx(qx, nb), *s = qx_s(qx, nb);
+AI void dotn_q8_0(const ggx_block_q8_0 *w, const uint8_t *qx, size_t qrow, int64_t nb, float *out,
+                  const int NT) {
     const __m512i bias = _mm512_set1_epi8((char)0x80);
     const __m512i idx01 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     const __m512i idx23 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    __m128 corr = _mm_setzero_ps();
+    __m512 acc[QX_MAX_NT];
+    __m128 corr[QX_MAX_NT];
+    for (int j = 0; j < NT; j++) { acc[j] = _mm512_setzero_ps(); corr[j] = _mm_setzero_ps(); }
     int64_t b = 0;
     for (; b + 4 <= nb; b += 4) {
         const ggx_block_q8_0 *wb = w + b;
         /* w + 128 as unsigned bytes: sum((w+128) x) = sum(w x) + 128 sum(x) */
-        __m512i w01 = _mm512_inserti64x4(
+        const __m512i w01 = _mm512_xor_si512(_mm512_inserti64x4(
             _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)wb[0].qs)),
-            _mm256_loadu_si256((const __m256i *)wb[1].qs), 1);
-        __m512i w23 = _mm512_inserti64x4(
+            _mm256_loadu_si256((const __m256i *)wb[1].qs), 1), bias);
+        const __m512i w23 = _mm512_xor_si512(_mm512_inserti64x4(
             _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)wb[2].qs)),
-            _mm256_loadu_si256((const __m256i *)wb[3].qs), 1);
-        w01 = _mm512_xor_si512(w01, bias);
-        w23 = _mm512_xor_si512(w23, bias);
-        const __m512i x01 = _mm512_loadu_si512(qx + b * 32);
-        const __m512i x23 = _mm512_loadu_si512(qx + b * 32 + 64);
-        const __m512i i01 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w01, x01);
-        const __m512i i23 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w23, x23);
+            _mm256_loadu_si256((const __m256i *)wb[3].qs), 1), bias);
         const __m128 dw = load4_f16((const uint8_t *)&wb[0].d, sizeof(ggx_block_q8_0));
-        const __m512 sc = _mm512_castps128_ps512(_mm_mul_ps(dw, _mm_loadu_ps(dx + b)));
-        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i01), _mm512_permutexvar_ps(idx01, sc), acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i23), _mm512_permutexvar_ps(idx23, sc), acc1);
-        corr = _mm_fmadd_ps(dw, _mm_loadu_ps(s + b), corr);
+        for (int j = 0; j < NT; j++) {
+            const uint8_t *q = qx + j * qrow;
+            const float *dx = qx_dx(q, nb), *s = qx_s(q, nb);
+            const __m512i i01 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w01, _mm512_loadu_si512(q + b * 32));
+            const __m512i i23 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w23, _mm512_loadu_si512(q + b * 32 + 64));
+            const __m512 sc = _mm512_castps128_ps512(_mm_mul_ps(dw, _mm_loadu_ps(dx + b)));
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i01), _mm512_permutexvar_ps(idx01, sc), acc[j]);
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i23), _mm512_permutexvar_ps(idx23, sc), acc[j]);
+            corr[j] = _mm_fmadd_ps(dw, _mm_loadu_ps(s + b), corr[j]);
+        }
     }
-    float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - 128.0f * hsum128(corr);
+    for (int j = 0; j < NT; j++) out[j] = _mm512_reduce_add_ps(acc[j]) - 128.0f * hsum128(corr[j]);
     for (; b < nb; b++) { /* exact int8 x int8 for the tail: sign trick */
         const __m256i wq = _mm256_loadu_si256((const __m256i *)w[b].qs);
-        const __m256i xq = _mm256_loadu_si256((const __m256i *)(qx + b * 32));
-        const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq));
-        const int isum = hsum256_epi32(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
-        sum += _cvtsh_ss(w[b].d) * dx[b] * (float)isum;
+        const __m256i wa = _mm256_sign_epi8(wq, wq);
+        const float dw = _cvtsh_ss(w[b].d);
+        for (int j = 0; j < NT; j++) {
+            const uint8_t *q = qx + j * qrow;
+            const __m256i xq = _mm256_loadu_si256((const __m256i *)(q + b * 32));
+            const __m256i p = _mm256_maddubs_epi16(wa, _mm256_sign_epi8(xq, wq));
+            const int isum = hsum256_epi32(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+            out[j] += dw * qx_dx(q, nb)[b] * (float)isum;
+        }
     }
-    return sum;
 }
 
 /* ---------------------------------------------------------------- q4_0 / q4_x */
-/* per-block int32 sums of 4 q4-style blocks whose nibbles are q = [b0 | b1 | b2 | b3] (16 bytes
- * each) against split-layout activations xq; nibbles mapped through *lut when lut != NULL.
- * Lanes 4i..4i+3 of the result belong to block i. */
-static inline __m512i q4_isum4(__m512i q, const uint8_t *xq, const __m512i *lut) {
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
-    __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-    if (lut) { lo = _mm512_shuffle_epi8(*lut, lo); hi = _mm512_shuffle_epi8(*lut, hi); }
-    const __m512i xl = _mm512_loadu_si512(xq), xh = _mm512_loadu_si512(xq + 64);
-    return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xl), hi, xh);
-}
-
 /* Four q4-style blocks of W words each (q4_0: 9 words = d + 8 words of nibbles; q4_x: 10 words =
  * d, m + 8 words) span 4*W words. Two overlapping 64-byte loads A = words 0..31 and
  * B = words (4W-32)..(4W-1) cover them exactly (never reading past the 4th block), and one
@@ -114,71 +115,97 @@ static inline __m512i q4_gather_idx(int W, int first_q) {
     return _mm512_loadu_si512(idx);
 }
 
-/* one q4-style block in the tail (natural activation order) */
-static inline int q4_isum1(const uint8_t *qs, const uint8_t *xq, const __m128i *lut) {
+/* one q4-style block in the tail against natural-order activations: int32 sum */
+static inline int q4_isum1(__m256i wq, const uint8_t *xq) {
+    const __m256i xv = _mm256_loadu_si256((const __m256i *)xq);
+    return hsum256_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), wq, xv));
+}
+/* its 32 weight bytes [low nibbles | high nibbles], through the level table when lut != NULL */
+static inline __m256i q4_unpack1(const uint8_t *qs, const __m128i *lut) {
     const __m128i m4 = _mm_set1_epi8(0x0f);
     const __m128i q = _mm_loadu_si128((const __m128i *)qs);
     __m128i lo = _mm_and_si128(q, m4), hi = _mm_and_si128(_mm_srli_epi16(q, 4), m4);
     if (lut) { lo = _mm_shuffle_epi8(*lut, lo); hi = _mm_shuffle_epi8(*lut, hi); }
-    const __m256i wq = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
-    const __m256i xv = _mm256_loadu_si256((const __m256i *)xq);
-    return hsum256_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), wq, xv));
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
 }
 
-float ggx_cpu_dot_q4_0_avx512(const void *wv, const uint8_t *qx, int64_t nb) {
-    const ggx_block_q4_0 *w = wv;
-    const float *dx = qx_dx(qx, nb), *s = qx_s(qx, nb);
-    const __m512i qidx = q4_gather_idx(9, 1);
-    const __m512i didx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                          0, 0, 0, 0, 0, 0, 0, 0, 0, 27, 18, 9, 0);
-    __m512 acc = _mm512_setzero_ps();
-    __m128 corr = _mm_setzero_ps();
-    int64_t b = 0;
-    for (; b + 4 <= nb; b += 4) {
-        const uint8_t *p = (const uint8_t *)&w[b];
-        const __m512i A = _mm512_loadu_si512(p), B = _mm512_loadu_si512(p + 72 - 64);
-        const __m512i isum = q4_isum4(_mm512_permutex2var_epi16(A, qidx, B), qx + b * 32, NULL);
-        const __m128 dw = _mm_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi16(didx, A)));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum),
-                              expand4(_mm_mul_ps(dw, _mm_loadu_ps(dx + b))), acc);
-        corr = _mm_fmadd_ps(dw, _mm_loadu_ps(s + b), corr); /* the -8 offset: dw * dx * sum(q) */
-    }
-    float sum = _mm512_reduce_add_ps(acc) - 8.0f * hsum128(corr);
-    for (; b < nb; b++) {
-        const float dw = _cvtsh_ss(w[b].d);
-        sum += dw * (dx[b] * (float)q4_isum1(w[b].qs, qx + b * 32, NULL) - 8.0f * s[b]);
-    }
-    return sum;
-}
-
-float ggx_cpu_dot_q4_x_avx512(const void *wv, const uint8_t *qx, int64_t nb) {
-    const ggx_block_q4_x *w = wv;
-    const float *dx = qx_dx(qx, nb), *s = qx_s(qx, nb);
+/* is_x = 0: q4_0 (x = d (q - 8)); is_x = 1: q4_x (x = d L[q] + m) */
+AI void dotn_q4(const uint8_t *w, const uint8_t *qx, size_t qrow, int64_t nb, float *out,
+                const int NT, const int is_x) {
+    const size_t bs = is_x ? sizeof(ggx_block_q4_x) : sizeof(ggx_block_q4_0);
     const __m128i lut128 = _mm_loadu_si128((const __m128i *)ggx_q4_x_levels);
     const __m512i lut = _mm512_broadcast_i32x4(lut128);
-    const __m512i qidx = q4_gather_idx(10, 2);
-    /* [d0 d1 d2 d3 m0 m1 m2 m3] */
-    const __m512i didx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                          0, 0, 0, 0, 0, 31, 21, 11, 1, 30, 20, 10, 0);
-    __m512 acc = _mm512_setzero_ps();
-    __m128 corr = _mm_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i qidx = is_x ? q4_gather_idx(10, 2) : q4_gather_idx(9, 1);
+    /* q4_0: [d0 d1 d2 d3]; q4_x: [d0 d1 d2 d3 m0 m1 m2 m3] */
+    const __m512i didx = is_x ? _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                                 0, 0, 0, 0, 0, 0, 31, 21, 11, 1, 30, 20, 10, 0)
+                              : _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                                 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 27, 18, 9, 0);
+    __m512 acc[QX_MAX_NT];
+    __m128 corr[QX_MAX_NT];
+    for (int j = 0; j < NT; j++) { acc[j] = _mm512_setzero_ps(); corr[j] = _mm_setzero_ps(); }
     int64_t b = 0;
     for (; b + 4 <= nb; b += 4) {
-        const uint8_t *p = (const uint8_t *)&w[b];
-        const __m512i A = _mm512_loadu_si512(p), B = _mm512_loadu_si512(p + 80 - 64);
-        const __m512i isum = q4_isum4(_mm512_permutex2var_epi16(A, qidx, B), qx + b * 32, &lut);
+        const uint8_t *p = w + b * bs;
+        const __m512i A = _mm512_loadu_si512(p), B = _mm512_loadu_si512(p + 4 * bs - 64);
+        const __m512i q = _mm512_permutex2var_epi16(A, qidx, B);
+        __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+        if (is_x) { lo = _mm512_shuffle_epi8(lut, lo); hi = _mm512_shuffle_epi8(lut, hi); }
         const __m256 dm = _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutexvar_epi16(didx, A)));
-        const __m128 dw = _mm256_castps256_ps128(dm), mw = _mm256_extractf128_ps(dm, 1);
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum),
-                              expand4(_mm_mul_ps(dw, _mm_loadu_ps(dx + b))), acc);
-        corr = _mm_fmadd_ps(mw, _mm_loadu_ps(s + b), corr); /* the offset: m * dx * sum(q) */
+        const __m128 dw = _mm256_castps256_ps128(dm);
+        /* the constant part per block: q4_0 -8 * d, q4_x m; times dx * sum(q) = s */
+        const __m128 cw = is_x ? _mm256_extractf128_ps(dm, 1) : dw;
+        for (int j = 0; j < NT; j++) {
+            const uint8_t *xq = qx + j * qrow;
+            const float *dx = qx_dx(xq, nb), *s = qx_s(xq, nb);
+            const __m512i xl = _mm512_loadu_si512(xq + b * 32), xh = _mm512_loadu_si512(xq + b * 32 + 64);
+            const __m512i isum =
+                _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xl), hi, xh);
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum),
+                                     expand4(_mm_mul_ps(dw, _mm_loadu_ps(dx + b))), acc[j]);
+            corr[j] = _mm_fmadd_ps(cw, _mm_loadu_ps(s + b), corr[j]);
+        }
     }
-    float sum = _mm512_reduce_add_ps(acc) + hsum128(corr);
+    for (int j = 0; j < NT; j++)
+        out[j] = _mm512_reduce_add_ps(acc[j]) + (is_x ? 1.0f : -8.0f) * hsum128(corr[j]);
     for (; b < nb; b++) {
-        const int isum = q4_isum1(w[b].qs, qx + b * 32, &lut128);
-        sum += _cvtsh_ss(w[b].d) * dx[b] * (float)isum + _cvtsh_ss(w[b].m) * s[b];
+        const uint8_t *blk = w + b * bs;
+        const float dw = _cvtsh_ss(*(const uint16_t *)blk);
+        const float cw = is_x ? _cvtsh_ss(*(const uint16_t *)(blk + 2)) : -8.0f * dw;
+        const __m256i wq = q4_unpack1(blk + (is_x ? 4 : 2), is_x ? &lut128 : NULL);
+        for (int j = 0; j < NT; j++) {
+            const uint8_t *xq = qx + j * qrow;
+            out[j] += dw * qx_dx(xq, nb)[b] * (float)q4_isum1(wq, xq + b * 32) + cw * qx_s(xq, nb)[b];
+        }
     }
-    return sum;
+}
+
+/* ---------------------------------------------------------------- exported */
+#define DOTN_SWITCH(CALL)                                                                    \
+    for (int j0 = 0; j0 < n; j0 += QX_MAX_NT, qx += QX_MAX_NT * qrow, out += QX_MAX_NT) {   \
+        switch (n - j0 < QX_MAX_NT ? n - j0 : QX_MAX_NT) {                                  \
+        case 1: CALL(1); break;                                                              \
+        case 2: CALL(2); break;                                                              \
+        case 3: CALL(3); break;                                                              \
+        default: CALL(4); break;                                                             \
+        }                                                                                    \
+    }
+
+void ggx_cpu_dotn_q8_0_avx512(const void *w, const uint8_t *qx, size_t qrow, int n, int64_t nb, float *out) {
+#define CALL(k) dotn_q8_0(w, qx, qrow, nb, out, k)
+    DOTN_SWITCH(CALL)
+#undef CALL
+}
+void ggx_cpu_dotn_q4_0_avx512(const void *w, const uint8_t *qx, size_t qrow, int n, int64_t nb, float *out) {
+#define CALL(k) dotn_q4(w, qx, qrow, nb, out, k, 0)
+    DOTN_SWITCH(CALL)
+#undef CALL
+}
+void ggx_cpu_dotn_q4_x_avx512(const void *w, const uint8_t *qx, size_t qrow, int n, int64_t nb, float *out) {
+#define CALL(k) dotn_q4(w, qx, qrow, nb, out, k, 1)
+    DOTN_SWITCH(CALL)
+#undef CALL
 }
 
 /* ---------------------------------------------------------------- dequantize */
