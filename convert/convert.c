@@ -18,6 +18,7 @@
 #include "ggx/ggxfile.h"
 #include "ggx/keys.h"
 #include "ggx/progress.h"
+#include "ggx/quant_policy.h"
 #include "ggx/quants.h"
 
 #include <cjson/cJSON.h>
@@ -411,29 +412,37 @@ static ggx_status resolve(conv *c) {
     return GGX_OK;
 }
 
-static ggx_status choose_types(conv *c, int out_type, ggx_convert_stats *st) {
-    for (int i = 0; i < c->n_outs; i++) {
-        out_t *o = &c->outs[i];
-        enum ggx_type src = c->reqs[o->req].t->dtype;
-        if (!o->big) {
-            o->type = GGX_TYPE_F32;
-            continue;
-        }
-        o->type = out_type < 0 ? src : (enum ggx_type)out_type;
-        const ggx_type_traits *tr = ggx_type_traits_of(o->type);
-        if (tr->is_quantized && o->dims[o->n_dims - 1] % tr->blck_size) {
-            o->type = GGX_TYPE_F16; /* a row that does not split into blocks */
-            st->n_fallback++;
-        }
+/* Types come from the shared policy (ggx/quant_policy.h, also used by `ggx quantize`): 1-D
+ * tensors and the gate projections stay f32, other matrices get the base type (with q8_0 for
+ * embeddings and lm_head under a 4-bit base, f16 for rows that do not split into blocks), and
+ * --tensor-type overrides come first. With no --type the base is each tensor's own dtype. */
+static ggx_status choose_types(conv *c, const ggx_convert_params *p, ggx_convert_stats *st) {
+    ggx_quant_policy *pol = NULL;
+    ggx_status s = GGX_OK;
+    if (p->out_type >= 0 || p->n_overrides > 0) {
+        enum ggx_type base = p->out_type >= 0 ? (enum ggx_type)p->out_type : c->reqs[c->outs[0].req].t->dtype;
+        if ((s = ggx_quant_policy_create(base, p->overrides, p->n_overrides, &pol))) return s;
     }
-    if (out_type >= 0 && ggx_type_traits_of((enum ggx_type)out_type)->is_quantized) {
-        /* make sure the quantizer exists before anything is written */
-        const ggx_type_traits *tr = ggx_type_traits_of((enum ggx_type)out_type);
+    int used[GGX_TYPE_COUNT] = {0};
+    for (int i = 0; i < c->n_outs && !s; i++) {
+        out_t *o = &c->outs[i];
+        const char *why = "";
+        if (pol) s = ggx_quant_policy_type(pol, o->name, o->n_dims, o->dims, &o->type, &why);
+        else o->type = ggx_quant_default_type(c->reqs[o->req].t->dtype, o->name, o->n_dims, o->dims, &why);
+        if (!s && !strcmp(why, "row % block")) st->n_fallback++;
+        if (!s) used[o->type] = 1;
+    }
+    ggx_quant_policy_free(pol);
+    if (s) return s;
+    /* make sure every quantizer needed exists before anything is written */
+    for (int t = 0; t < GGX_TYPE_COUNT; t++) {
+        const ggx_type_traits *tr = ggx_type_traits_of((enum ggx_type)t);
+        if (!used[t] || !tr->is_quantized) continue;
         float x[256];
         uint8_t q[1024];
         for (int i = 0; i < tr->blck_size && i < 256; i++) x[i] = (float)(i % 7) - 3.0f;
         if (tr->blck_size > 256 || tr->type_size > sizeof q ||
-            ggx_quantize_row((enum ggx_type)out_type, x, q, tr->blck_size) != 0)
+            ggx_quantize_row((enum ggx_type)t, x, q, tr->blck_size) != 0)
             return ggx_fail(GGX_ERR_UNSUPPORTED, "type %s cannot be produced yet (no quantizer"
                             " in this build)", tr->name);
     }
@@ -579,7 +588,8 @@ static ggx_status write_all(conv *c, const char *out_path, const ggx_convert_par
     float *f32 = NULL;
     uint8_t *obuf = NULL;
     ggx_status s;
-    const char *big_name = NULL;
+    /* general.file_type: the --type base, else the type the first big matrix got */
+    const char *big_name = p->out_type >= 0 ? ggx_type_name((enum ggx_type)p->out_type) : NULL;
     for (int i = 0; i < c->n_outs && !big_name; i++)
         if (c->outs[i].big) big_name = ggx_type_name(c->outs[i].type);
     if ((s = ggx_writer_open(out_path, &w))) return s;
@@ -700,7 +710,7 @@ ggx_status ggx_convert_hf(const char *hf_dir, const char *out_path, const ggx_co
         goto done;
     }
     if ((s = read_inputs(&c)) || (s = build_plan(&c)) || (s = resolve(&c)) ||
-        (s = choose_types(&c, p->out_type, stats)))
+        (s = choose_types(&c, p, stats)))
         goto done;
     /* source dtype summary */
     const char *sd = NULL;

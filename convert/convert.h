@@ -11,9 +11,10 @@
  * Both projection name schemes (q/k/v and query/key/value) and both weight modes are accepted;
  * fused tensors are split into the single-mode tensors. Every tensor's presence and shape is
  * checked against the config before anything is written. Stored names are the HF single-mode
- * names (docs/format.md §Tensors). Type policy: the big 2-D matrices (q, k, v, ogate_preact,
- * out_proj, proj_up_gate, proj_up, proj_down, embeddings, lm_head) get out_type; everything
- * else (gate weights and biases, norms, every 1-D tensor) is stored f32.
+ * names (docs/format.md §Tensors). Type policy (ggx/quant_policy.h, shared with `ggx quantize`):
+ * the big 2-D matrices (q, k, v, ogate_preact, out_proj, proj_up_gate, proj_up, proj_down,
+ * embeddings, lm_head) get out_type (embeddings and lm_head q8_0 under a 4-bit out_type);
+ * gate weights and biases, norms and every 1-D tensor are stored f32.
  * The output is streamed (memory use is independent of the model size) and appears at the output
  * path only on success.
  */
@@ -33,6 +34,9 @@ typedef struct ggx_convert_params {
     /* called once the temporary output file exists (e.g. to unlink it from a signal handler) */
     void (*on_temp_file)(void *ud, const char *tmp_path);
     int n_threads; /* threads for converting/quantizing; <= 0: all online CPUs */
+    /* "REGEX=TYPE" per-tensor type overrides (ggx/quant_policy.h), first match wins */
+    const char *const *overrides;
+    int n_overrides;
 } ggx_convert_params;
 
 typedef struct ggx_convert_stats {

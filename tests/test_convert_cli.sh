@@ -54,11 +54,22 @@ for t in f32 f16 bf16 q8_0 q4_0; do
   "$GGX_BIN" convert "$TINY" -o "$T/m-$t.ggx" --type "$t" >"$T/out" 2>"$T/err"
   check "convert $t exit 0" test $? -eq 0
   check "convert $t summary" grep -qE "^  total +48 +3465752" "$T/out"
-  check "convert $t big type row" grep -qE "^  $t +(26|48) " "$T/out"
+  check "convert $t big type row" grep -qE "^  $t +(24|26|48) " "$T/out"
   "$GGX_BIN" inspect "$T/m-$t.ggx" --verify --quiet
   check "inspect --verify $t" test $? -eq 0
   check "no temp files left ($t)" test -z "$(ls "$T" | grep 'tmp')"
 done
+# per-tensor overrides
+"$GGX_BIN" convert "$TINY" -o "$T/ov.ggx" --type q4_0 --tensor-type 'proj_down=q8_0' --quiet
+check "override exit 0" test $? -eq 0
+"$GGX_BIN" inspect "$T/ov.ggx" >"$T/out"
+check "override applied" grep -qE 'blocks.1.ffn.proj_down.weight +q8_0' "$T/out"
+check "base type elsewhere" grep -qE 'blocks.1.ffn.proj_up.weight +q4_0' "$T/out"
+"$GGX_BIN" convert "$TINY" -o "$T/ov2.ggx" --type q4_0 --tensor-type 'norm_ffn=q8_0' >/dev/null 2>"$T/err"
+check "override of an f32 tensor refused" test $? -eq 1
+check "override error names the tensor" grep -q 'norm_ffn' "$T/err"
+check "refused override: no output" test ! -e "$T/ov2.ggx"
+
 # default type = as stored (bf16 for the fixture)
 "$GGX_BIN" convert "$TINY" -o "$T/auto.ggx" --quiet
 check "default type exit 0" test $? -eq 0

@@ -14,7 +14,8 @@
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: ggx convert HF_DIR -o OUT.ggx [--type TYPE] [-t THREADS] [--quiet]\n"
+            "usage: ggx convert HF_DIR -o OUT.ggx [--type TYPE] [--tensor-type REGEX=TYPE]...\n"
+            "                   [-t THREADS] [--quiet]\n"
             "\n"
             "Convert a Hugging Face xLSTM checkpoint directory (config.json, model.safetensors or\n"
             "model.safetensors.index.json + shards, tokenizer.json) into one .ggx file.\n"
@@ -24,6 +25,10 @@ static void usage(FILE *out) {
             "  --type TYPE         type of the big matrices: f32, f16, bf16, q8_0, q4_0, q4_x\n"
             "                      (default: as stored in the checkpoint). Gate weights and biases,\n"
             "                      norms and all 1-D tensors are always stored f32.\n"
+            "                      Under a 4-bit type the embedding and lm_head get q8_0.\n"
+            "  --tensor-type REGEX=TYPE\n"
+            "                      override the type of the matrices whose name matches REGEX\n"
+            "                      (repeatable; first match wins), e.g. 'ffn\\.proj_down=q8_0'\n"
             "  -t, --threads N     threads for type conversion and quantization (default: all CPUs)\n"
             "  -q, --quiet         no progress bar, no summary\n"
             "  -h, --help          this help\n"
@@ -31,6 +36,7 @@ static void usage(FILE *out) {
             "examples:\n"
             "  ggx convert ~/models/xLSTM-7b -o xlstm-7b-q8_0.ggx --type q8_0\n"
             "  ggx convert tests/data/xlstm-tiny -o tiny.ggx --type f32\n"
+            "  ggx convert ~/models/xLSTM-7b -o x-q4.ggx --type q4_x --tensor-type 'proj_down=q8_0'\n"
             "  ggx inspect tiny.ggx --verify\n");
 }
 
@@ -61,7 +67,8 @@ static void fmt_bytes(char *b, size_t cap, uint64_t n) {
 
 int ggx_cmd_convert(int argc, char **argv) {
     const char *in = NULL, *out = NULL;
-    int type = -1, quiet = 0, threads = 0;
+    int type = -1, quiet = 0, threads = 0, n_over = 0;
+    const char *over[64];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -79,6 +86,13 @@ int ggx_cmd_convert(int argc, char **argv) {
                 return 2;
             }
             threads = (int)v;
+        } else if (!strcmp(a, "--tensor-type")) {
+            if (++i >= argc) goto missing;
+            if (n_over == (int)(sizeof over / sizeof *over)) {
+                fprintf(stderr, "ggx convert: at most %d --tensor-type overrides\n", n_over);
+                return 2;
+            }
+            over[n_over++] = argv[i];
         } else if (!strcmp(a, "--type")) {
             if (++i >= argc) goto missing;
             type = ggx_type_from_name(argv[i]);
@@ -114,6 +128,8 @@ int ggx_cmd_convert(int argc, char **argv) {
     ggx_convert_params p = ggx_convert_default_params();
     p.out_type = type;
     p.n_threads = threads;
+    p.overrides = over;
+    p.n_overrides = n_over;
     p.progress = on_progress;
     p.progress_ud = &prog;
     p.on_temp_file = on_temp;
