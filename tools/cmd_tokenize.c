@@ -136,6 +136,21 @@ static int parse_ids(const ggx_tokenizer *tok, const char *s, int32_t **ids, siz
     return 0;
 }
 
+/* Writes s[0..n) as a JSON string (UTF-8 kept, control characters and NUL escaped). */
+static void print_json_str(const char *s, size_t n) {
+    putchar('"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') printf("\\%c", c);
+        else if (c == '\n') fputs("\\n", stdout);
+        else if (c == '\t') fputs("\\t", stdout);
+        else if (c == '\r') fputs("\\r", stdout);
+        else if (c < 0x20 || c == 0x7F) printf("\\u%04x", c);
+        else putchar(c);
+    }
+    putchar('"');
+}
+
 static void print_ids(const int32_t *ids, size_t n, int json) {
     if (json) putchar('[');
     for (size_t i = 0; i < n; i++) printf(i ? ",%d" : "%d", ids[i]);
@@ -143,6 +158,16 @@ static void print_ids(const int32_t *ids, size_t n, int json) {
 }
 
 /* ---------------------------------------------------------------- modes */
+
+/* Whether a JSON line escapes U+0000 (cJSON would end the string there). */
+static int has_nul_escape(const char *s) {
+    for (; *s; s++) {
+        if (*s != '\\') continue;
+        if (s[1] == 'u' && !strncmp(s + 2, "0000", 4)) return 1;
+        if (s[1]) s++; /* skip the escaped character */
+    }
+    return 0;
+}
 
 static int run_jsonl(const ggx_tokenizer *tok, int decode, int keep_special, int bos) {
     char *line = NULL;
@@ -157,6 +182,9 @@ static int run_jsonl(const ggx_tokenizer *tok, int decode, int keep_special, int
         if (!decode) {
             if (!cJSON_IsString(j)) {
                 fprintf(stderr, "ggx tokenize: stdin line %zu: not a JSON string\n", lineno);
+                rc = 1;
+            } else if (has_nul_escape(line)) {
+                fprintf(stderr, "ggx tokenize: stdin line %zu: U+0000 is not supported in --jsonl input\n", lineno);
                 rc = 1;
             } else if (encode_all(tok, j->valuestring, strlen(j->valuestring), bos, &ids, &cap, &n)) {
                 fprintf(stderr, "ggx tokenize: stdin line %zu: %s\n", lineno, ggx_last_error());
@@ -189,17 +217,14 @@ static int run_jsonl(const ggx_tokenizer *tok, int decode, int keep_special, int
                 ids[n++] = (int32_t)v;
             }
             char *text = NULL;
-            if (!rc && ggx_tokenizer_decode_ex(tok, ids, n, keep_special, &text, NULL)) {
+            size_t tlen = 0;
+            if (!rc && ggx_tokenizer_decode_ex(tok, ids, n, keep_special, &text, &tlen)) {
                 fprintf(stderr, "ggx tokenize: stdin line %zu: %s\n", lineno, ggx_last_error());
                 rc = 1;
             }
             if (!rc) {
-                cJSON *s = cJSON_CreateString(text);
-                char *out = s ? cJSON_PrintUnformatted(s) : NULL;
-                if (out) puts(out);
-                else rc = 1;
-                free(out);
-                cJSON_Delete(s);
+                print_json_str(text, tlen);
+                putchar('\n');
             }
             free(text);
         }
@@ -374,12 +399,11 @@ int ggx_cmd_tokenize(int argc, char **argv) {
     } else {
         for (size_t i = 0; i < n; i++) {
             char *piece = NULL;
-            ggx_tokenizer_decode_ex(tok, &ids[i], 1, 1, &piece, NULL);
-            cJSON *s = cJSON_CreateString(piece ? piece : "");
-            char *js = s ? cJSON_PrintUnformatted(s) : NULL;
-            printf("%d\t%s\n", ids[i], js ? js : "?");
-            free(js);
-            cJSON_Delete(s);
+            size_t plen = 0;
+            ggx_tokenizer_decode_ex(tok, &ids[i], 1, 1, &piece, &plen);
+            printf("%d\t", ids[i]);
+            print_json_str(piece ? piece : "", plen);
+            putchar('\n');
             free(piece);
         }
         fflush(stdout);
