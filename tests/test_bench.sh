@@ -35,6 +35,23 @@ check 'head -n 1 "$TMP/t" | grep -q "^| model | type | backend | threads | batch
 check '[ "$(grep -c "^| xlstm" "$TMP/t")" -eq 12 ]' "expected 2x2x3 rows: $(cat "$TMP/t")"
 check 'grep -q "| 2 | 2 | tg2 |" "$TMP/t"' "thread 2 batch 2 row missing"
 
+# a synthetic model of the tiny config, quantized, with the memory-floor columns
+DATA=${GGX_TEST_DATA:-tests/data}
+"$BIN" bench --synthetic "$DATA/xlstm-tiny/config.json" --type q8_0 -p 8 -n 2 -r 1 -t 1 --membw \
+    --json --quiet >"$TMP/s"
+check '[ $? -eq 0 ]' "bench --synthetic exit code"
+python3 - "$TMP/s" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert len(d) == 2 and all(e["type"] == "q8_0" for e in d), d
+tg = d[1]
+assert tg["test"] == "tg2" and tg["membw_gbps"] > 0 and tg["weight_bytes_per_token"] > 0, tg
+assert abs(tg["floor_tps"] - tg["membw_gbps"] * 1e9 / tg["weight_bytes_per_token"]) < 1e-6 * tg["floor_tps"], tg
+PY
+check '[ $? -eq 0 ]' "bench --synthetic --membw JSON: $(cat "$TMP/s")"
+"$BIN" bench --synthetic "$TMP/missing.json" -p 8 -n 0 -r 1 --quiet 2>"$TMP/err"
+check '[ $? -eq 1 ] && grep -q "missing.json" "$TMP/err"' "missing synthetic config"
+
 "$BIN" bench -p x 2>/dev/null
 check '[ $? -eq 2 ]' "bad -p is a usage error"
 "$BIN" bench -m default --synthetic x.json 2>/dev/null

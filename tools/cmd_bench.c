@@ -16,6 +16,7 @@
  */
 #include "cli_common.h"
 #include "cmd.h"
+#include "membw.h"
 #include "models/xlstm.h"
 #include "types.h"
 
@@ -24,17 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#if defined(__has_include)
-#if __has_include("membw.h")
-#include "membw.h"
-#define HAVE_MEMBW 1
-#endif
-#endif
-
-/* Until models/ implements ggx_model_synthetic (declared in models/xlstm.h), link without it:
- * --synthetic then reports that it is unavailable. TODO(cli): drop once it lands. */
-#pragma weak ggx_model_synthetic
 
 #define CMD "bench"
 #define MAX_SAMPLES 1000
@@ -236,11 +226,6 @@ int ggx_cmd_bench(int argc, char **argv) {
         cli_err(CMD, "give -m FILE or --synthetic CONFIG, not both");
         goto done;
     }
-    if (a.synthetic && !ggx_model_synthetic) {
-        cli_err(CMD, "--synthetic: not available in this build yet");
-        rc = 1;
-        goto done;
-    }
     rc = 1;
     if ((!a.pp && one(&a.pp, &a.n_pp, 512)) || (!a.tg && one(&a.tg, &a.n_tg, 128)) ||
         (!a.batch && one(&a.batch, &a.n_batch, 1)) || (!a.threads && one(&a.threads, &a.n_threads, 0)))
@@ -261,7 +246,6 @@ int ggx_cmd_bench(int argc, char **argv) {
             cli_err(CMD, "--membw: at most 64 thread counts");
             goto done;
         }
-#ifdef HAVE_MEMBW
         for (size_t ti = 0; ti < a.n_threads; ti++) {
             if (!a.quiet)
                 fprintf(stderr, "ggx bench: measuring memory read bandwidth (%s)...\n", a.backend);
@@ -270,10 +254,6 @@ int ggx_cmd_bench(int argc, char **argv) {
                 goto done;
             }
         }
-#else
-        cli_err(CMD, "--membw: not available in this build (ggx/membw.c missing)");
-        goto done;
-#endif
     }
     if (a.json) json = cJSON_CreateArray();
     else {
@@ -286,11 +266,8 @@ int ggx_cmd_bench(int argc, char **argv) {
                        bws[ti] / 1e9);
         }
         if (a.membw) printf("\n");
-        printf("| model | type | backend | threads | batch | test | t/s (median ± sd) |%s\n",
-               a.membw ? " floor t/s | of floor |" : "");
-        printf("| --- | --- | --- | ---: | ---: | --- | ---: |%s\n", a.membw ? " ---: | ---: |" : "");
-        fflush(stdout);
     }
+    int header_done = 0; /* the table header comes with the first row (not before an error) */
 
     for (size_t ti = 0; ti < a.n_threads; ti++) {
         ggx_model_params mp = ggx_model_default_params();
@@ -389,6 +366,13 @@ int ggx_cmd_bench(int argc, char **argv) {
                         }
                         cJSON_AddItemToArray(json, o);
                     } else {
+                        if (!header_done++) {
+                            printf("| model | type | backend | threads | batch | test | "
+                                   "t/s (median ± sd) |%s\n",
+                                   a.membw ? " floor t/s | of floor |" : "");
+                            printf("| --- | --- | --- | ---: | ---: | --- | ---: |%s\n",
+                                   a.membw ? " ---: | ---: |" : "");
+                        }
                         printf("| %s | %s | %s | %s | %d | %s | %.2f ± %.2f |", desc, tname,
                                a.backend, thr, b, test, med, sd);
                         if (a.membw) {
