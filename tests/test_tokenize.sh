@@ -74,6 +74,9 @@ echo "50999999" | "$BIN" tokenize -m "$NEOX" --decode >/dev/null 2>"$TMP/err"; r
 check '[ $rc -eq 1 ] && grep -q "outside the vocabulary" "$TMP/err"' "--decode rejects an out-of-range id"
 printf '"ok"\nnot json\n' | "$BIN" tokenize -m "$NEOX" --jsonl >"$TMP/o" 2>"$TMP/err"; rc=$?
 check '[ $rc -eq 1 ] && grep -q "line 2" "$TMP/err" && [ "$(cat "$TMP/o")" = "[536]" ]' "--jsonl names a bad line"
+printf '"a\\u0000b"\n' | "$BIN" tokenize -m "$NEOX" --jsonl >/dev/null 2>"$TMP/err"; rc=$?
+check '[ $rc -eq 1 ] && grep -q "U+0000" "$TMP/err"' "--jsonl refuses U+0000"
+check '[ "$(echo "[66,0,67,1]" | "$BIN" tokenize -m "$NEOX" --jsonl --decode --keep-special)" = "\"a<|endoftext|>b<|padding|>\"" ]' "--jsonl --decode --keep-special"
 printf '{"model":{"type":"Unigram","vocab":[]}}' >"$TMP/uni.json"
 "$BIN" tokenize -m "$TMP/uni.json" -p x >/dev/null 2>"$TMP/err"; rc=$?
 check '[ $rc -eq 1 ] && grep -q "Unigram" "$TMP/err"' "unsupported model type named"
