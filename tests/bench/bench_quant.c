@@ -4,6 +4,7 @@
  *
  *     build-x/tests/bench_quant [--threads 2] [--types q8_0,q4_0,q4_x] [--no-gemm] [--reps 5]
  *     build-x/tests/bench_quant --threads 1 --in-cache --no-gemm   # kernel compute ceiling
+ *     build-x/tests/bench_quant --level 1                           # force the AVX2 path
  *
  * Weights are streamed from DRAM: every measurement rotates through >= 256 MiB of distinct
  * matrices, so none is in the 32 MiB L3 when it is read. The floor is a 2-thread sum over a
@@ -11,6 +12,7 @@
  * the rows, as the CPU backend's pool does. Results go into docs/benchmarks.md.
  */
 #include "backends/cpu/cpu_quant.h"
+#include "backends/cpu/cpu_quant_impl.h"
 #include "ggx/quants.h"
 
 #include <cblas.h>
@@ -265,7 +267,7 @@ static void bench_gemm(team *tm, enum ggx_type t, int64_t rows, int64_t cols, in
 }
 
 int main(int argc, char **argv) {
-    int nth = 2, reps = 5, gemm = 1, matvec = 1, in_cache = 0, ntok = 1;
+    int nth = 2, reps = 5, gemm = 1, matvec = 1, in_cache = 0, ntok = 1, level = -1;
     int64_t tile = 256;
     const char *types = "q8_0,q4_0,q4_x";
     for (int i = 1; i < argc; i++) {
@@ -277,8 +279,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--in-cache")) in_cache = 1;
         else if (!strcmp(argv[i], "--n") && i + 1 < argc) ntok = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--tile") && i + 1 < argc) tile = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--level") && i + 1 < argc) level = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_quant [--threads N] [--reps N] [--types a,b] [--no-gemm] [--no-matvec] [--in-cache] [--n TOKENS] [--tile ROWS]\n");
+            fprintf(stderr, "usage: bench_quant [--threads N] [--reps N] [--types a,b] [--no-gemm] [--no-matvec] [--in-cache] [--n TOKENS] [--tile ROWS] [--level 0|1|2]\n");
             return 2;
         }
     }
@@ -286,9 +289,9 @@ int main(int argc, char **argv) {
     openblas_set_num_threads(1); /* our threads split the rows; sgemm runs inside each */
     team tm;
     team_init(&tm, nth);
-    printf("bench_quant: %d threads, kernel level %s, weights streamed from DRAM (>= 256 MiB rotated)\n",
-           nth, getenv("GGX_QUANT_SCALAR") ? "scalar" : "auto");
-    if (getenv("GGX_QUANT_SCALAR")) ggx_cpu_quant_force_scalar(1);
+    level = ggx_cpu_quant_set_level(level); /* -1: the best this CPU has */
+    printf("bench_quant: %d threads, kernel level %d (2 = AVX-512 VNNI, 1 = AVX2, 0 = scalar), "
+           "weights streamed from DRAM unless --in-cache\n", nth, level);
     double fbest;
     const double floor_gbs = membw(&tm, reps, &fbest);
     printf("memory read floor (sum over 1 GiB, %d threads): median %.1f GB/s, best %.1f GB/s\n", nth,
