@@ -116,14 +116,27 @@ for k in ggx_queue_depth ggx_running_batch_size ggx_prefix_cache_hits_total ggx_
     check "metrics: $k" grep -q "^$k [0-9]" <<<"$m"
 done
 
-# ---- a streaming client that disconnects frees its slot
-curl -sN --max-time 1 "$SERVE_URL/v1/completions" -d '{"prompt": "KING:", "max_tokens": 4000, "temperature": 0.8, "stream": true}' >/dev/null
+# ---- clients that disconnect (streaming, running non-streaming, queued) free their slots
+LONG='"prompt": "KING:", "max_tokens": 4000, "temperature": 0.8, "ignore_eos": true'
+curl -sN --max-time 1 "$SERVE_URL/v1/completions" -d "{$LONG, \"stream\": true}" >/dev/null
+curl -s --max-time 1 "$SERVE_URL/v1/completions" -d "{$LONG}" >/dev/null
 freed=0
 for _ in $(seq 1 50); do
-    [ "$(metric ggx_running_batch_size)" = 0 ] && [ "$(metric ggx_requests_cancelled_total)" -ge 1 ] && { freed=1; break; }
+    [ "$(metric ggx_running_batch_size)" = 0 ] && [ "$(metric ggx_requests_cancelled_total)" = 2 ] && { freed=1; break; }
     sleep 0.1
 done
-check "disconnected stream cancelled and its slot freed" test $freed = 1
+check "disconnected stream and non-stream clients cancelled, slots freed" test $freed = 1
+cpids=()
+for k in 1 2 3 4 5; do curl -s --max-time 30 "$SERVE_URL/v1/completions" -d "{$LONG}" >/dev/null & cpids+=($!); done
+for _ in $(seq 1 50); do [ "$(metric ggx_running_batch_size)" = 4 ] && break; sleep 0.05; done
+check_eq "4 slots busy, 1 queued" "4 1" "$(metric ggx_running_batch_size) $(metric ggx_queue_depth)"
+kill "${cpids[@]}" 2>/dev/null; wait "${cpids[@]}" 2>/dev/null
+freed=0
+for _ in $(seq 1 50); do
+    [ "$(metric ggx_running_batch_size)" = 0 ] && [ "$(metric ggx_queue_depth)" = 0 ] && [ "$(metric ggx_requests_cancelled_total)" = 7 ] && { freed=1; break; }
+    sleep 0.1
+done
+check "5 killed clients (4 running, 1 queued): all cancelled, slots and queue empty" test $freed = 1
 
 # ---- SIGTERM: clean exit
 serve_stop

@@ -42,7 +42,7 @@ check_eq "40 completions counted" 40 "$n200"
 # a full queue answers 503 with Retry-After (1 slot, queue 0, a long request holding the slot)
 serve_stop
 serve_start --parallel 1 --max-queue 0 || exit 1
-curl -s "$SERVE_URL/v1/completions" -d '{"prompt": "KING:", "max_tokens": 400, "temperature": 0.9}' >/dev/null &
+curl -s "$SERVE_URL/v1/completions" -d '{"prompt": "KING:", "max_tokens": 400, "temperature": 0.9, "ignore_eos": true}' >/dev/null &
 bg=$!
 for _ in $(seq 1 50); do [ "$(metric ggx_running_batch_size)" = 1 ] && break; sleep 0.05; done
 code=$(curl -s -D "$SERVE_TMP/h" -o "$SERVE_TMP/b" -w '%{http_code}' "$SERVE_URL/v1/completions" -d '{"prompt": "QUEEN:", "max_tokens": 4}')

@@ -104,6 +104,10 @@ done
 # a client that sends half a body and disappears
 ( exec 3<>"/dev/tcp/127.0.0.1/$port"; printf 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nAuthorization: Bearer %s\r\n\r\n{"prompt": "ab' "$KEY" >&3; exec 3<&- )
 
+# a bounded, seeded fuzz of every POST endpoint: never a 5xx (but 503), always an error body
+fz=$(node "$SERVE_DIR/fuzz.mjs" "$SERVE_URL" 300 "$KEY")
+check "fuzz: 300 mutated requests, no 5xx, error bodies well-formed ($fz)" test $? = 0
+
 # still serving
 check_eq "health after abuse" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$SERVE_URL/health")"
 r=$(post $C '{"prompt": "ROMEO:", "max_tokens": 8, "temperature": 0}' "${AUTH[@]}")

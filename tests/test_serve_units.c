@@ -97,7 +97,8 @@ static void test_parse(void) {
                          "{\"prompt\":\"x\",\"max_tokens\":101}", "{\"prompt\":\"x\",\"top_p\":0}",
                          "{\"prompt\":\"x\",\"temperature\":-1}", "{\"prompt\":[1,\"a\"]}",
                          "{\"prompt\":\"x\",\"stream\":1}", "{\"prompt\":\"x\",\"seed\":1e300}",
-                         "{\"prompt\":\"x\",\"stream_options\":3}", "{\"max_tokens\":3}"};
+                         "{\"prompt\":\"x\",\"stream_options\":3}",
+                         "{\"prompt\":\"x\",\"ignore_eos\":1}", "{\"max_tokens\":3}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         e.status = 0;
         TEST_CHECK_MSG(parse(bad[i], 0, &r, &e) == -1 && e.status == 400 && e.message[0],

@@ -37,6 +37,7 @@ typedef struct serve_job {
     /* immutable after submit */
     int32_t *prompt;         /* [n_prompt] token ids (BOS included when the model wants one) */
     int n_prompt;
+    int ignore_eos;          /* keep generating past end-of-text (llama-server extension) */
     int stream;              /* wake the reader on every new piece (else only at the end) */
     int cache_boundary;      /* token count of a natural prefix (chat system message), or 0 */
     int max_tokens;

@@ -160,6 +160,14 @@ int serve_req_parse(const char *body, size_t len, int chat, const serve_chat_fmt
         }
         out->stream = cJSON_IsTrue(v);
     }
+    v = cJSON_GetObjectItemCaseSensitive(root, "ignore_eos");
+    if (v && !cJSON_IsNull(v)) {
+        if (!cJSON_IsBool(v)) {
+            BAD("'ignore_eos' must be a boolean");
+            goto fail;
+        }
+        out->ignore_eos = cJSON_IsTrue(v);
+    }
     v = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
     if (v && !cJSON_IsNull(v)) {
         const cJSON *u = cJSON_GetObjectItemCaseSensitive(v, "include_usage");

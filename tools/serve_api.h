@@ -24,7 +24,7 @@ typedef struct serve_req {
     int32_t *prompt_ids;      /* completions given as token ids instead (then text is NULL) */
     int n_prompt_ids;
     size_t boundary_len;      /* chat: bytes of prompt_text covered by the system message */
-    int stream, include_usage;
+    int stream, include_usage, ignore_eos;
     int max_tokens;
     float temperature, top_p;
     int top_k;

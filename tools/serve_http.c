@@ -320,6 +320,7 @@ static enum MHD_Result handle_generate(serve_ctx *ctx, struct MHD_Connection *c,
     j->n_prompt = n;
     j->cache_boundary = boundary;
     j->stream = r.stream;
+    j->ignore_eos = r.ignore_eos;
     j->max_tokens = r.max_tokens;
     j->temperature = r.temperature;
     j->top_p = r.top_p;

@@ -383,7 +383,7 @@ static int on_token(serve_sched *s, slot *sl, int32_t tok) {
     serve_job *j = sl->job;
     j->n_gen++;
     sl->last = tok;
-    if (tok == s->eos || tok == s->eot) {
+    if ((tok == s->eos || tok == s->eot) && !j->ignore_eos) {
         char buf[64];
         size_t n = 0;
         pthread_mutex_lock(s->tok_mu);

@@ -5,7 +5,8 @@
 #   tests/serve/bench.sh build models/default.ggx "1 8 32 64" 64
 #
 # Starts `ggx serve` (--parallel = the largest concurrency, -t $THREADS), runs tests/serve/load.mjs
-# with 2*C requests (at least 8) per concurrency C, greedy, non-streaming and streaming, and prints
+# with 2*C requests (at least 8) per concurrency C, greedy, every request exactly MAX_TOKENS
+# (ignore_eos), non-streaming and streaming, and prints
 # a markdown table; then `ggx bench` decode at the same batch sizes (the model-only floor).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,7 +32,7 @@ for c in $concs; do
     for mode in plain stream; do
         flag=(); [ $mode = stream ] && flag=(--stream)
         node "$here/load.mjs" --url "$url" --concurrency "$c" --requests "$n" --prompts 64 \
-            --max-tokens "$maxt" "${flag[@]}" | node -e '
+            --max-tokens "$maxt" --ignore-eos "${flag[@]}" | node -e '
 let s = ""; process.stdin.on("data", (d) => (s += d)); process.stdin.on("end", () => {
   const o = JSON.parse(s), m = process.argv[1];
   console.log(`| ${o.concurrency} | ${m} | ${o.requests} | ${o.ok} | ${o.gen_tok_per_s} | ${o.req_per_s} | ${o.latency_ms.p50} / ${o.latency_ms.p95} | ${o.ttft_ms.p50} / ${o.ttft_ms.p95} |`); });' "$mode"

@@ -2,6 +2,7 @@
 //
 //   node tests/serve/load.mjs --url http://127.0.0.1:8080 --concurrency 32 --requests 64 \
 //        --max-tokens 32 [--stream] [--mixed] [--chat] [--temp 0] [--prompts N] [--key K] [--outputs]
+//        [--ignore-eos]
 //
 // Runs `requests` completions with at most `concurrency` in flight (each worker loops until the
 // request counter is exhausted, so it stops by itself). Prompt i is PROMPTS[i % prompts] — a
@@ -14,7 +15,7 @@ const opt = { url: 'http://127.0.0.1:8080', concurrency: 1, requests: 1, 'max-to
 const flags = new Set();
 for (let i = 0; i < args.length; i++) {
   const a = args[i].replace(/^--/, '');
-  if (['stream', 'mixed', 'chat', 'outputs'].includes(a)) flags.add(a);
+  if (['stream', 'mixed', 'chat', 'outputs', 'ignore-eos'].includes(a)) flags.add(a);
   else opt[a] = args[++i];
 }
 const N = +opt.requests, C = +opt.concurrency, MAXT = +opt['max-tokens'], NP = +opt.prompts;
@@ -33,6 +34,7 @@ async function one(i) {
     ? { messages: [{ role: 'user', content: p }], max_tokens: MAXT, temperature: +opt.temp, stream }
     : { prompt: p, max_tokens: MAXT, temperature: +opt.temp, stream };
   if (+opt.temp > 0) body.seed = 1000 + (i % NP);
+  if (flags.has('ignore-eos')) body.ignore_eos = true;
   const headers = { 'Content-Type': 'application/json' };
   if (opt.key) headers.Authorization = `Bearer ${opt.key}`;
   const t0 = performance.now();
