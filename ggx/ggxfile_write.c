@@ -82,6 +82,9 @@ const char *ggx_writer_temp_path(const ggx_writer *w) { return w ? w->tmp_path :
 ggx_status ggx_writer_open(const char *path, ggx_writer **out) {
     *out = NULL;
     if (!path || !*path) return ggx_fail(GGX_ERR_INVALID_ARG, "ggx_writer_open: empty output path");
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) /* fail now, not after writing gigabytes */
+        return ggx_fail(GGX_ERR_IO, "%s: is a directory (give the output file's path)", path);
     ggx_writer *w = calloc(1, sizeof *w);
     size_t n = strlen(path);
     if (!w || !(w->path = malloc(n + 1)) || !(w->tmp_path = malloc(n + 16))) {

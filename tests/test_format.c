@@ -464,6 +464,7 @@ int main(void) {
         TEST_CHECK(ggx_writer_open(r, &w) == GGX_ERR_IO && w == NULL);
         TEST_CHECK(strstr(ggx_last_error(), "out.ggx") != NULL);
         TEST_CHECK(ggx_writer_open("/nonexistent-dir-ggx/x.ggx", &w) == GGX_ERR_IO);
+        TEST_CHECK(ggx_writer_open(g_dir, &w) == GGX_ERR_IO && strstr(ggx_last_error(), "is a directory"));
 
         /* not a .ggx / not there */
         TEST_CHECK(ggx_file_open(q, &f) == GGX_ERR_FORMAT && strstr(ggx_last_error(), "header"));
