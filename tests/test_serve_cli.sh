@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# test_serve_cli.sh — `ggx serve` options and startup failures: --help, usage errors (exit 2),
+# a missing model or a busy port (exit 1, message on stderr), --api-key-file.
+source "$GGX_SOURCE_DIR/tests/serve/lib.sh"
+serve_init test_serve_cli
+
+out=$("$GGX_BIN" serve --help); rc=$?
+check_eq "--help exit 0" 0 $rc
+check "--help has examples" grep -q "examples:" <<<"$out"
+for args in "--port 70000" "--parallel 0" "--bogus" "--port" "--backend tpu" "--api-key a --api-key-file /dev/null" "--max-body x"; do
+    # shellcheck disable=SC2086
+    err=$("$GGX_BIN" serve -m "$SERVE_MODEL" $args 2>&1 >/dev/null); rc=$?
+    check_eq "usage error exit 2: $args" 2 $rc
+    check "usage error message names the command: $args" grep -q "^ggx serve: " <<<"$err"
+done
+err=$(timeout 20 "$GGX_BIN" serve -m "$SERVE_TMP/missing.ggx" --port 0 2>&1); rc=$?
+check_eq "missing model: exit 1" 1 $rc
+check "missing model: message" grep -q "cannot load" <<<"$err"
+: >"$SERVE_TMP/empty.key"
+"$GGX_BIN" serve -m "$SERVE_MODEL" --api-key-file "$SERVE_TMP/empty.key" --port 0 2>/dev/null
+check_eq "empty key file: exit 2" 2 $?
+
+# --api-key-file: the first line, trimmed
+printf 'sk-from-file  \nsecond line\n' >"$SERVE_TMP/k"
+serve_start --api-key-file "$SERVE_TMP/k" || exit 1
+check_eq "key from file accepted" 200 "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer sk-from-file' "$SERVE_URL/v1/models")"
+check_eq "second line is not the key" 401 "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer second line' "$SERVE_URL/v1/models")"
+# the same port twice: the second server fails cleanly
+port=${SERVE_URL##*:}
+err=$(timeout 20 "$GGX_BIN" serve -m "$SERVE_MODEL" --port "$port" 2>&1); rc=$?
+check_eq "busy port: exit 1" 1 $rc
+check "busy port: message" grep -q "cannot listen" <<<"$err"
+serve_stop
+check_eq "clean exit" 0 $?
+serve_finish
