@@ -493,7 +493,7 @@ static void ref_rms(const double *x, const float *wt, int n, int64_t C, double *
 /* the decode patterns the backend fuses (add+rms_norm, swiglu->matvec, sigmoid_mul->matvec,
  * matvec->soft_cap), checked end to end; run twice (eager, then captured) */
 static void test_fused_chain(enum ggx_type t, int n) {
-    const int64_t E = 256, F = 352;
+    const int64_t E = 1024, F = 1376; /* large enough for split-K launches */
     weight wg = make_weight(t, F, E, 0.3f), wu = make_weight(t, F, E, 0.3f), wd = make_weight(t, E, F, 0.3f);
     weight wi = make_weight(GGX_TYPE_F32, 6, E, 0.3f), wo = make_weight(t, E, E, 0.3f);
     float *x = rand_f32(n * E, 1.0f), *dl = rand_f32(n * E, 1.0f), *nw = rand_f32(E, 0.2f), *bi = rand_f32(6, 1.0f);

@@ -880,6 +880,7 @@ extern "C" ggx_status ggx_backend_cuda_init(const ggx_backend_params *p, ggx_bac
     for (int i = 0; i < 2; i++) INIT_TRY(cudaEventCreateWithFlags(&c->stage_ev[i], cudaEventDisableTiming), "event");
     INIT_TRY(cudaEventCreateWithFlags(&c->tab_ev, cudaEventDisableTiming), "event");
     INIT_TRY(cudaMalloc(&c->cublas_ws, CUBLAS_WS), "cublas workspace");
+    INIT_TRY(ggx_cuda_mv_init(), "matvec scratch");
     if (cublasCreate(&c->cublas) != CUBLAS_STATUS_SUCCESS) {
         c->cublas = nullptr;
         st = ggx_fail(GGX_ERR_BACKEND, "cuda init: cublasCreate failed");

@@ -68,6 +68,8 @@ cudaError_t ggx_cuda_mv(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *
 cudaError_t ggx_cuda_add_rms_norm(cudaStream_t s, const float *a, const float *b, int64_t bcols,
                                   float *x, const float *w, float *y, int64_t rows, int64_t cols,
                                   float eps);
+/* Scratch for split-K launches (once per process; the device of the first backend). */
+cudaError_t ggx_cuda_mv_init(void);
 /* Whether the mv kernels handle this type / column count (else the GEMM path is used). */
 bool ggx_cuda_mv_supported(enum ggx_type t, int64_t cols);
 

@@ -29,9 +29,17 @@ struct MvLaunch {
     int epi[GGX_CUDA_MV_MAX_MATS];
     float cap[GGX_CUDA_MV_MAX_MATS];
     const float *bias[GGX_CUDA_MV_MAX_MATS];
+    int row_start[GGX_CUDA_MV_MAX_MATS]; /* launch-wide row numbering (split-K partials) */
     int n_mats;
     const float *x, *xb;
     int xmode;
+    /* split-K (gridDim.y = splits > 1): each split covers chunks [y*cps, (y+1)*cps); partial sums
+     * go to part [splits][8][total_rows]; the last split block of a row block adds them in a
+     * fixed order (deterministic) and writes y */
+    int cps;
+    int total_rows;
+    float *part;
+    int *counters;
     int cols;
     int n_tok;
 };
@@ -154,7 +162,10 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(const MvLaunch a) {
 #pragma unroll
     for (int r = 0; r < MV_RPW; r++) rv[r] = row0 + r < rows;
 
-    for (int tb = 0; tb < cols; tb += TE) {
+    const int ch0 = (int)blockIdx.y * a.cps;
+    const int ch1 = ch0 + a.cps < n_chunks ? ch0 + a.cps : n_chunks;
+    const int k_end = ch1 * W;
+    for (int tb = ch0 * W; tb < k_end; tb += TE) {
         /* 1. this tile's weights: CPL * RPW independent 16-byte loads in flight */
         uint4 raw[CPL][MV_RPW];
         float d[CPL][MV_RPW];
@@ -162,7 +173,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(const MvLaunch a) {
 #pragma unroll
         for (int u = 0; u < CPL; u++) {
             const int c = cbase + 32 * u + lane;
-            const int cc = c < n_chunks ? c : n_chunks - 1;
+            const int cc = c < ch1 ? c : ch1 - 1;
 #pragma unroll
             for (int r = 0; r < MV_RPW; r++) {
                 const int rr = rv[r] ? row0 + r : (rows - 1);
@@ -175,7 +186,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(const MvLaunch a) {
         for (int i = threadIdx.x; i < NT * (TE / 4); i += MV_WARPS * 32) {
             const int t = i / (TE / 4), f4 = i % (TE / 4), e = tb + 4 * f4;
             float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            if (t < a.n_tok && e < cols) {
+            if (t < a.n_tok && e < k_end) {
                 v = __ldg(reinterpret_cast<const float4 *>(a.x + (size_t)t * cols + e));
                 if (a.xmode != GGX_CUDA_X_PLAIN) {
                     const float4 b = __ldg(reinterpret_cast<const float4 *>(a.xb + (size_t)t * cols + e));
@@ -192,7 +203,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(const MvLaunch a) {
 #pragma unroll
         for (int u = 0; u < CPL; u++) {
             const int cl = 32 * u + lane; /* chunk within the tile */
-            if (cbase + cl >= n_chunks) break;
+            if (cbase + cl >= ch1) break;
             float part[MV_RPW][NT];
 #pragma unroll
             for (int r = 0; r < MV_RPW; r++)
@@ -230,6 +241,34 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(const MvLaunch a) {
         for (int t = 0; t < NT; t++)
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) acc[r][t] += __shfl_xor_sync(0xffffffffu, acc[r][t], o);
+    if (gridDim.y > 1) {
+        /* split-K: publish this split's partial sums; the last split of the row block adds all */
+        __shared__ int last;
+        const int grow = a.row_start[mi] + row0;
+#pragma unroll
+        for (int r = 0; r < MV_RPW; r++)
+#pragma unroll
+            for (int t = 0; t < NT; t++)
+                if (lane == r * NT + t && rv[r] && t < a.n_tok)
+                    a.part[((size_t)blockIdx.y * 8 + t) * a.total_rows + grow + r] = acc[r][t];
+        __threadfence();
+        __syncthreads();
+        if (threadIdx.x == 0) last = atomicAdd(&a.counters[blockIdx.x], 1) == (int)gridDim.y - 1;
+        __syncthreads();
+        if (!last) return;
+        __threadfence();
+#pragma unroll
+        for (int r = 0; r < MV_RPW; r++)
+#pragma unroll
+            for (int t = 0; t < NT; t++)
+                if (lane == r * NT + t && rv[r] && t < a.n_tok) {
+                    float v = 0.0f;
+                    for (int y = 0; y < (int)gridDim.y; y++)
+                        v += __ldcg(&a.part[((size_t)y * 8 + t) * a.total_rows + grow + r]);
+                    acc[r][t] = v;
+                }
+        if (threadIdx.x == 0) a.counters[blockIdx.x] = 0;
+    }
 #pragma unroll
     for (int r = 0; r < MV_RPW; r++)
 #pragma unroll
@@ -245,17 +284,53 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(const MvLaunch a) {
             }
 }
 
+float *g_part;     /* split-K partials [MV_MAX_SPLIT][8][MV_PART_ROWS] */
+int *g_counters;   /* [MV_PART_ROWS] zeroed */
+constexpr int MV_MAX_SPLIT = 8, MV_PART_ROWS = 65536;
+constexpr int MV_FULL_BLOCKS = 1024; /* launches with fewer row blocks split K */
+
 template <int T>
 cudaError_t launch_type(cudaStream_t s, MvLaunch &a, int n_blocks) {
     const int nt = a.n_tok;
-    if (nt == 1) mv_kernel<T, 1><<<n_blocks, MV_WARPS * 32, 0, s>>>(a);
-    else if (nt == 2) mv_kernel<T, 2><<<n_blocks, MV_WARPS * 32, 0, s>>>(a);
-    else if (nt <= 4) mv_kernel<T, 4><<<n_blocks, MV_WARPS * 32, 0, s>>>(a);
-    else mv_kernel<T, 8><<<n_blocks, MV_WARPS * 32, 0, s>>>(a);
+    /* too few row blocks to keep every SM streaming: split K (up to 8 ways), in whole warp
+     * strides of chunks */
+    const int n_chunks = a.cols / Tr<T>::W;
+    int splits = 1;
+    if (g_part && a.total_rows <= MV_PART_ROWS && n_blocks < MV_FULL_BLOCKS) {
+        splits = MV_FULL_BLOCKS / n_blocks;
+        if (splits > MV_MAX_SPLIT) splits = MV_MAX_SPLIT;
+        const int max_by_k = n_chunks / 64; /* at least two warp strides per split */
+        if (splits > max_by_k) splits = max_by_k > 1 ? max_by_k : 1;
+    }
+    int cps = (n_chunks + splits - 1) / splits;
+    cps = (cps + 31) / 32 * 32;
+    splits = (n_chunks + cps - 1) / cps;
+    a.cps = cps;
+    a.part = g_part;
+    a.counters = g_counters;
+    const dim3 grid((unsigned)n_blocks, (unsigned)splits);
+    if (nt == 1) mv_kernel<T, 1><<<grid, MV_WARPS * 32, 0, s>>>(a);
+    else if (nt == 2) mv_kernel<T, 2><<<grid, MV_WARPS * 32, 0, s>>>(a);
+    else if (nt <= 4) mv_kernel<T, 4><<<grid, MV_WARPS * 32, 0, s>>>(a);
+    else mv_kernel<T, 8><<<grid, MV_WARPS * 32, 0, s>>>(a);
     return cudaGetLastError();
 }
 
 } // namespace
+
+cudaError_t ggx_cuda_mv_init(void) {
+    if (g_part) return cudaSuccess;
+    cudaError_t e = cudaMalloc(&g_part, sizeof(float) * MV_MAX_SPLIT * 8 * MV_PART_ROWS);
+    if (e == cudaSuccess) e = cudaMalloc(&g_counters, sizeof(int) * MV_PART_ROWS);
+    if (e == cudaSuccess) e = cudaMemset(g_counters, 0, sizeof(int) * MV_PART_ROWS);
+    if (e != cudaSuccess) {
+        cudaFree(g_part);
+        cudaFree(g_counters);
+        g_part = nullptr;
+        g_counters = nullptr;
+    }
+    return e;
+}
 
 bool ggx_cuda_mv_supported(enum ggx_type t, int64_t cols) {
     switch (t) {
@@ -290,6 +365,8 @@ cudaError_t ggx_cuda_mv(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *
             a.cap[k] = mats[k].cap;
             a.bias[k] = mats[k].bias;
             a.block_start[k] = nb;
+            a.row_start[k] = a.total_rows;
+            a.total_rows += mats[k].rows;
             nb += (mats[k].rows + MV_ROWS_PER_BLOCK - 1) / MV_ROWS_PER_BLOCK;
         }
         a.block_start[n_mats] = nb;
