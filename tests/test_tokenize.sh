@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_tokenize.sh — the `ggx tokenize` contract (design.md §6): --jsonl in/out against the HF
-# fixture ids and decodes for both tokenizers, from a tokenizer.json and from a .ggx; plain mode,
+# fixture ids and decodes for both tokenizers, from a tokenizer.json and from a .ggx; the prompt
+# ids of the tiny model's transformers reference (logits.safetensors); plain mode,
 # --decode, --bos, and exit codes.
 set -u
 BIN=${GGX_BIN:?GGX_BIN not set}
@@ -41,6 +42,31 @@ NEOX=$DATA/tokenizers/gpt-neox-20b/tokenizer.json
 TINY=$DATA/xlstm-tiny/tokenizer.json
 jsonl_case "$NEOX" "$DATA/tokenizers/gpt-neox-20b/encodings.json" neox
 jsonl_case "$TINY" "$DATA/xlstm-tiny/reference/tokenizer_encodings.json" tiny
+
+# the prompt ids of the tiny model's transformers reference (logits.safetensors pK.ids)
+python3 - "$DATA/xlstm-tiny/reference" >"$TMP/prompts.jsonl" 2>"$TMP/err" <<'EOF2' || bad "reading the reference prompts: $(cat "$TMP/err")"
+import json, struct, sys
+r = json.load(open(sys.argv[1] + "/reference.json"))
+for p in r["prompts"]:
+    print(json.dumps(p["text"]))
+EOF2
+"$BIN" tokenize -m "$TINY" --jsonl <"$TMP/prompts.jsonl" >"$TMP/prompt_ids.jsonl" || bad "tokenize of the reference prompts"
+python3 - "$DATA/xlstm-tiny/reference/logits.safetensors" "$TMP/prompt_ids.jsonl" <<'EOF2' && ok || bad "prompt ids differ from logits.safetensors pK.ids"
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h, base = json.loads(b[8:8 + n]), 8 + n
+got = [json.loads(l) for l in open(sys.argv[2])]
+bad = 0
+for k, ids in enumerate(got):
+    e = h[f"p{k}.ids"]
+    s, t = e["data_offsets"]
+    want = list(struct.unpack(f"<{(t - s) // 4}i", b[base + s:base + t]))
+    if want != ids:
+        bad += 1
+        print(f"prompt {k}: got {ids[:10]}... want {want[:10]}...", file=sys.stderr)
+sys.exit(1 if bad or not got else 0)
+EOF2
 
 # the same from a .ggx (the tokenizer.json blob inside); needs `ggx convert`
 if "$BIN" convert "$DATA/xlstm-tiny" -o "$TMP/tiny.ggx" --type f32 --quiet >"$TMP/convert.log" 2>&1; then
