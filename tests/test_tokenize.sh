@@ -68,6 +68,10 @@ for k, ids in enumerate(got):
 sys.exit(1 if bad or not got else 0)
 EOF2
 
+# val.txt has as many tokens as the perplexity reference counted
+nval=$("$BIN" tokenize -m "$TINY" -f "$DATA/xlstm-tiny/reference/val.txt" | tr ',' '\n' | wc -l)
+want=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["perplexity"]["n_tokens"])' "$DATA/xlstm-tiny/reference/reference.json")
+check '[ "$nval" = "$want" ]' "val.txt: $nval tokens, reference.json says $want"
 # the same from a .ggx (the tokenizer.json blob inside); needs `ggx convert`
 if "$BIN" convert "$DATA/xlstm-tiny" -o "$TMP/tiny.ggx" --type f32 --quiet >"$TMP/convert.log" 2>&1; then
     jsonl_case "$TMP/tiny.ggx" "$DATA/xlstm-tiny/reference/tokenizer_encodings.json" tiny.ggx
