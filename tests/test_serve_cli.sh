@@ -20,6 +20,25 @@ check "missing model: message" grep -q "cannot load" <<<"$err"
 "$GGX_BIN" serve -m "$SERVE_MODEL" --api-key-file "$SERVE_TMP/empty.key" --port 0 2>/dev/null
 check_eq "empty key file: exit 2" 2 $?
 
+# while the model loads, /health and generation answer 503: a FIFO as the model blocks the loader
+# in open() until a writer comes; then EOF makes the load fail and the server exit 1
+mkfifo "$SERVE_TMP/slow.ggx"
+port=$(serve_free_port)
+"$GGX_BIN" serve -m "$SERVE_TMP/slow.ggx" --port "$port" >"$SERVE_TMP/slow.log" 2>&1 &
+spid=$!
+SERVE_PIDS+=("$spid")
+code=000
+for _ in $(seq 1 100); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health"); [ "$code" != 000 ] && break; sleep 0.1
+done
+check_eq "health while loading: 503" 503 "$code"
+check_eq "completion while loading: 503" 503 "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/completions" -d '{"prompt": "x"}')"
+check_eq "metrics while loading: 200" 200 "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/metrics")"
+: >"$SERVE_TMP/slow.ggx"   # open for writing and close: the loader reads EOF
+wait $spid; rc=$?
+check_eq "failed load: exit 1" 1 $rc
+check "failed load: message" grep -q "cannot load" "$SERVE_TMP/slow.log"
+
 # --api-key-file: the first line, trimmed
 printf 'sk-from-file  \nsecond line\n' >"$SERVE_TMP/k"
 serve_start --api-key-file "$SERVE_TMP/k" || exit 1

@@ -424,7 +424,7 @@ static enum MHD_Result handle_tokenize(serve_ctx *ctx, struct MHD_Connection *c,
         return respond_err(ctx, c, "/tokenize", &e);
     int32_t *ids;
     int n;
-    size_t limit = cn->len + 2; // never more tokens than bytes (+ BOS)
+    size_t limit = 4 * cn->len + 16; // byte-level BPE: at most one token per (normalized) byte
     int rc = encode(ctx, text, strlen(text), add_special && ctx->add_bos, (int)limit, &ids, &n, &e);
     free(text);
     if (rc) return respond_err(ctx, c, "/tokenize", &e);
