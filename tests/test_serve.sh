@@ -2,7 +2,7 @@
 # test_serve.sh — `ggx serve` end to end with curl: health/models/metrics, completions and chat,
 # streaming and not (SSE framing, [DONE] last, streamed text == non-streamed text), tokenize,
 # detokenize, stop strings, greedy output == `ggx run --temp 0`, clean shutdown on SIGTERM.
-source "$GGX_SOURCE_DIR/tests/serve/lib.sh"
+source "${GGX_SOURCE_DIR:?GGX_SOURCE_DIR not set}/tests/serve/lib.sh" || exit 1
 serve_init test_serve
 serve_start --parallel 4 || exit 1
 

@@ -3,7 +3,7 @@
 # the second starts from the cached state (a hit in /metrics, cached_tokens in usage) and its
 # output equals a cold run on a server without the cache. The same for a long completion prompt
 # (block boundaries), and an LRU budget that holds no entry stores nothing.
-source "$GGX_SOURCE_DIR/tests/serve/lib.sh"
+source "${GGX_SOURCE_DIR:?GGX_SOURCE_DIR not set}/tests/serve/lib.sh" || exit 1
 serve_init test_serve_cache
 
 SYS="You are a player in a company of actors. You speak only in blank verse, in the manner of the

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_serve_cli.sh — `ggx serve` options and startup failures: --help, usage errors (exit 2),
 # a missing model or a busy port (exit 1, message on stderr), --api-key-file.
-source "$GGX_SOURCE_DIR/tests/serve/lib.sh"
+source "${GGX_SOURCE_DIR:?GGX_SOURCE_DIR not set}/tests/serve/lib.sh" || exit 1
 serve_init test_serve_cli
 
 out=$("$GGX_BIN" serve --help); rc=$?

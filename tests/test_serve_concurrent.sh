@@ -2,7 +2,7 @@
 # test_serve_concurrent.sh — 32 concurrent clients (half streaming) against a server with fewer
 # slots than clients: every request completes, none is lost, and each greedy output equals the
 # output of the same prompt sent by a single client. Then 32 chat requests the same way.
-source "$GGX_SOURCE_DIR/tests/serve/lib.sh"
+source "${GGX_SOURCE_DIR:?GGX_SOURCE_DIR not set}/tests/serve/lib.sh" || exit 1
 serve_init test_serve_concurrent
 serve_start --parallel 8 --max-queue 64 || exit 1
 L="$SERVE_DIR/load.mjs"

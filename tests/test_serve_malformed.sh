@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_serve_malformed.sh — hostile and broken requests get a 4xx with an OpenAI-style error body
 # {"error": {"message", "type", "code"}} and the server keeps serving. Runs in the ASan build too.
-source "$GGX_SOURCE_DIR/tests/serve/lib.sh"
+source "${GGX_SOURCE_DIR:?GGX_SOURCE_DIR not set}/tests/serve/lib.sh" || exit 1
 serve_init test_serve_malformed
 KEY=sk-test-0123456789
 serve_start --api-key "$KEY" --max-body 65536 --max-prompt-tokens 64 --max-tokens-limit 100 || exit 1
