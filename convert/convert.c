@@ -326,8 +326,9 @@ static ggx_status build_plan(conv *c) {
     const int ub = h->use_bias;
     c->fused = find_src(c, "backbone.blocks.0.mlstm_layer.qkv_opreact.weight", NULL) != NULL;
     ggx_status s;
+    /* xlstm_large's own state dict calls the embedding "embedding.weight" */
     if ((s = add_out(c, "backbone.embeddings.weight", 1, 2, V, E, "backbone.embeddings.weight",
-                     NULL, 0, V, 0)))
+                     "embedding.weight", 0, V, 0)))
         return s;
     for (int b = 0; b < h->num_blocks; b++) {
         const int64_t qkvo = 2 * QK + 2 * VD;

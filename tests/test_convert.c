@@ -71,6 +71,10 @@ typedef struct srcref {
 static srcref find_source(st_model *m, const char *out, int64_t qk, int64_t vd, int64_t nh, int64_t ff) {
     srcref r = {st_find(m, out), 0};
     if (r.t) return r;
+    if (!strcmp(out, "backbone.embeddings.weight")) {
+        r.t = st_find(m, "embedding.weight");
+        return r;
+    }
     char buf[256];
     int blk;
     char rest[200];
@@ -283,6 +287,8 @@ int main(void) {
             }
     }
     TEST_CHECK(st_find(&mq, "backbone.blocks.2.mlstm_layer.query.weight") != NULL);
+    /* and xlstm_large's name for the embedding */
+    snprintf(st_find(&mq, "backbone.embeddings.weight")->name, 256, "embedding.weight");
     const char *dq = ck_dir(g_root, "qkvnames", 1);
     snprintf(p, sizeof p, "%s/model.safetensors", dq);
     TEST_CHECK(st_write(p, mq.t, mq.n, NULL) == 0);
