@@ -18,8 +18,9 @@
 namespace {
 
 constexpr int MV_WARPS = 8;  /* warps per block */
-constexpr int MV_RPW = 2;    /* rows per warp: each x load serves 2 rows */
-constexpr int MV_ROWS_PER_BLOCK = MV_WARPS * MV_RPW;
+/* rows per warp: each x value read from shared memory serves RPW rows (4 for many tokens,
+ * where shared-memory reads would otherwise bound the kernel) */
+__host__ __device__ constexpr int mv_rpw(int nt) { return nt >= 4 ? 4 : 2; }
 
 struct MvLaunch {
     const uint8_t *w[GGX_CUDA_MV_MAX_MATS];
@@ -130,6 +131,8 @@ __device__ __forceinline__ float xform(int mode, float a, float b) {
 
 template <int T, int NT>
 __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(const MvLaunch a) {
+    constexpr int MV_RPW = mv_rpw(NT);
+    constexpr int MV_ROWS_PER_BLOCK = MV_WARPS * MV_RPW;
     constexpr int W = Tr<T>::W;
     constexpr bool QUANT = T == GGX_TYPE_Q8_0 || T == GGX_TYPE_Q4_0;
     /* x is staged in shared memory one K tile at a time (all warps of the block share it; read
@@ -356,6 +359,8 @@ cudaError_t ggx_cuda_mv(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *
         a.xmode = xmode;
         a.cols = cols;
         a.n_tok = n_tok - t0 < 8 ? n_tok - t0 : 8;
+        const int nt_tmpl = a.n_tok == 1 ? 1 : a.n_tok == 2 ? 2 : a.n_tok <= 4 ? 4 : 8;
+        const int rows_per_block = MV_WARPS * mv_rpw(nt_tmpl);
         int nb = 0;
         for (int k = 0; k < n_mats; k++) {
             a.w[k] = static_cast<const uint8_t *>(mats[k].w);
@@ -367,7 +372,7 @@ cudaError_t ggx_cuda_mv(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *
             a.block_start[k] = nb;
             a.row_start[k] = a.total_rows;
             a.total_rows += mats[k].rows;
-            nb += (mats[k].rows + MV_ROWS_PER_BLOCK - 1) / MV_ROWS_PER_BLOCK;
+            nb += (mats[k].rows + rows_per_block - 1) / rows_per_block;
         }
         a.block_start[n_mats] = nb;
         cudaError_t e;
