@@ -7,7 +7,7 @@ serve_init test_serve_cli
 out=$("$GGX_BIN" serve --help); rc=$?
 check_eq "--help exit 0" 0 $rc
 check "--help has examples" grep -q "examples:" <<<"$out"
-for args in "--port 70000" "--parallel 0" "--bogus" "--port" "--backend tpu" "--api-key a --api-key-file /dev/null" "--max-body x"; do
+for args in "--synthetic x.json" "--type q9_9" "--port 70000" "--parallel 0" "--bogus" "--port" "--backend tpu" "--api-key a --api-key-file /dev/null" "--max-body x"; do
     # shellcheck disable=SC2086
     err=$("$GGX_BIN" serve -m "$SERVE_MODEL" $args 2>&1 >/dev/null); rc=$?
     check_eq "usage error exit 2: $args" 2 $rc
@@ -38,6 +38,21 @@ check_eq "metrics while loading: 200" 200 "$(curl -s -o /dev/null -w '%{http_cod
 wait $spid; rc=$?
 check_eq "failed load: exit 1" 1 $rc
 check "failed load: message" grep -q "cannot load" "$SERVE_TMP/slow.log"
+
+# --synthetic: random weights of the tiny config's shape, the tiny tokenizer
+SERVE_MODEL_SAVE=$SERVE_MODEL
+port=$(serve_free_port)
+"$GGX_BIN" serve --synthetic "$GGX_TEST_DATA/xlstm-tiny/config.json" --type q8_0 \
+    --tokenizer "$GGX_TEST_DATA/xlstm-tiny/tokenizer.json" --port "$port" -t 1 2>"$SERVE_TMP/syn.log" &
+SERVE_PID=$!; SERVE_PIDS+=("$SERVE_PID"); SERVE_URL="http://127.0.0.1:$port"
+for _ in $(seq 1 300); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$SERVE_URL/health")" = 200 ] && break; sleep 0.1; done
+r=$(post /v1/completions '{"prompt": "ROMEO:", "max_tokens": 6, "temperature": 0, "ignore_eos": true}')
+check_eq "synthetic: 200" 200 "$(last_status)"
+check_eq "synthetic: 6 tokens" 6 "$(echo "$r" | jget o.usage.completion_tokens)"
+check_eq "synthetic: model id" synthetic-q8_0 "$(echo "$r" | jget o.model)"
+serve_stop
+check_eq "synthetic: clean exit" 0 $?
+SERVE_MODEL=$SERVE_MODEL_SAVE
 
 # --api-key-file: the first line, trimmed
 printf 'sk-from-file  \nsecond line\n' >"$SERVE_TMP/k"

@@ -14,6 +14,8 @@
 #if defined(GGX_HAVE_MHD) && GGX_SERVE_LINKABLE
 #include "ggxfile.h"
 #include "keys.h"
+#include "models/xlstm.h"
+#include "types.h"
 #include "serve.h"
 #include "serve_cache.h"
 #include "serve_chat.h"
@@ -50,6 +52,11 @@ static void usage(FILE *out) {
             "  --prefill-chunk N        prompt tokens evaluated per step (default 256)\n"
             "  --prefix-cache-mb MB     prefix-state cache budget (default 256; 0 = off)\n"
             "  --alias NAME             model id in responses (default: file name)\n"
+            "  --synthetic CONFIG       serve random weights of a config.json's shape instead of\n"
+            "                           -m (benchmarks; needs --tokenizer)\n"
+            "  --type T                 weight type of --synthetic: f32 f16 bf16 q8_0 q4_0 q4_x\n"
+            "                           (default bf16)\n"
+            "  --tokenizer FILE         tokenizer.json (or .ggx) to use instead of the model's\n"
             "  --backend cpu|cuda       compute backend (default cpu)\n"
             "  -t, --threads N          CPU threads (default: physical cores)\n"
             "  -v, --verbose            log requests and errors\n"
@@ -152,7 +159,8 @@ static char *read_chat_template(const char *path) {
 
 int ggx_cmd_serve(int argc, char **argv) {
     const char *model_path = NULL, *host = "127.0.0.1", *backend = "cpu", *key_file = NULL,
-               *alias = NULL;
+               *alias = NULL, *synthetic = NULL, *tok_path = NULL;
+    int wtype = GGX_TYPE_BF16;
     char *api_key = NULL;
     long port = 8080, parallel = 8, max_queue = 64, max_body = 1 << 20, max_prompt = 8192,
          max_tokens_limit = 4096, prefill = 256, cache_mb = 256, threads = 0;
@@ -211,6 +219,19 @@ int ggx_cmd_serve(int argc, char **argv) {
             INT_ARG(prefill, 1, 1L << 20);
         } else if (!strcmp(a, "--prefix-cache-mb")) {
             INT_ARG(cache_mb, 0, 1L << 22);
+        } else if (!strcmp(a, "--synthetic")) {
+            NEED_ARG();
+            synthetic = v;
+        } else if (!strcmp(a, "--tokenizer")) {
+            NEED_ARG();
+            tok_path = v;
+        } else if (!strcmp(a, "--type")) {
+            NEED_ARG();
+            wtype = ggx_type_from_name(v);
+            if (wtype < 0) {
+                fprintf(stderr, "ggx serve: --type: unknown weight type '%s'\n", v);
+                goto usage_err;
+            }
         } else if (!strcmp(a, "--alias")) {
             NEED_ARG();
             alias = v;
@@ -241,7 +262,16 @@ int ggx_cmd_serve(int argc, char **argv) {
         fprintf(stderr, "ggx serve: the API key is empty\n");
         goto usage_err;
     }
+    if (synthetic && model_path) {
+        fprintf(stderr, "ggx serve: give -m FILE or --synthetic CONFIG, not both\n");
+        goto usage_err;
+    }
+    if (synthetic && !tok_path) {
+        fprintf(stderr, "ggx serve: --synthetic needs --tokenizer FILE (a synthetic model has none)\n");
+        goto usage_err;
+    }
     char defbuf[PATH_MAX + 32];
+    if (synthetic) model_path = synthetic;
     if (!model_path) model_path = default_model_path(defbuf, sizeof defbuf);
     if (!model_path) {
         fprintf(stderr, "ggx serve: no model given (-m FILE) and no built-in default model\n");
@@ -261,6 +291,8 @@ int ggx_cmd_serve(int argc, char **argv) {
     ctx.created = (long)time(NULL);
     ctx.verbose = verbose;
     if (alias) snprintf(ctx.model_name, sizeof ctx.model_name, "%s", alias);
+    else if (synthetic)
+        snprintf(ctx.model_name, sizeof ctx.model_name, "synthetic-%s", ggx_type_name(wtype));
     else model_name_from_path(model_path, ctx.model_name, sizeof ctx.model_name);
     pthread_mutex_init(&ctx.tok_mu, NULL);
     atomic_init(&ctx.ready, 0);
@@ -297,19 +329,25 @@ int ggx_cmd_serve(int argc, char **argv) {
     mp.backend = backend;
     mp.n_threads = (int)threads;
     mp.progress = !quiet;
-    if (ggx_model_load(model_path, &mp, &ctx.model) != GGX_OK) {
-        fprintf(stderr, "ggx serve: cannot load %s: %s\n", model_path, ggx_last_error());
+    ggx_status st = synthetic ? ggx_model_synthetic(synthetic, (enum ggx_type)wtype, &mp, 42,
+                                                    &ctx.model)
+                              : ggx_model_load(model_path, &mp, &ctx.model);
+    if (st != GGX_OK) {
+        fprintf(stderr, "ggx serve: cannot %s %s: %s\n", synthetic ? "build a model from" : "load",
+                model_path, ggx_last_error());
         goto done;
     }
-    if (ggx_tokenizer_from_model(ctx.model, &ctx.tok) != GGX_OK) {
-        fprintf(stderr, "ggx serve: %s has no usable tokenizer: %s\n", model_path,
+    st = tok_path ? ggx_tokenizer_load(tok_path, &ctx.tok)
+                  : ggx_tokenizer_from_model(ctx.model, &ctx.tok);
+    if (st != GGX_OK) {
+        fprintf(stderr, "ggx serve: no usable tokenizer in %s: %s\n", tok_path ? tok_path : model_path,
                 ggx_last_error());
         goto done;
     }
     ctx.n_vocab = ggx_model_n_vocab(ctx.model);
     ctx.bos = ggx_model_bos_id(ctx.model);
     ctx.add_bos = ggx_model_add_bos_default(ctx.model);
-    tmpl = read_chat_template(model_path);
+    tmpl = synthetic ? NULL : read_chat_template(model_path);
     if (!serve_chat_fmt_init(&ctx.chat_fmt, tmpl) && !quiet)
         fprintf(stderr, "ggx serve: the model's chat template is neither ChatML nor ggx's {msg} "
                         "format (Jinja?); using the plain default chat format (docs/serve.md)\n");
