@@ -623,7 +623,7 @@ int serve_http_start(serve_ctx *ctx, const char *host, int port, int max_conns,
                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, ctx,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)max_conns,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, // idle seconds (slow clients)
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, ctx,
                             MHD_OPTION_END);
     if (!h->d) {
