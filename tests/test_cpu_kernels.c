@@ -37,7 +37,8 @@ static float dot_err(const float *a, const float *b, const float *wabs, const fl
 }
 
 int main(void) {
-    g_rng = (uint64_t)time(NULL) * 2654435761ULL + 17;
+    g_rng = ((uint64_t)time(NULL) * 2654435761ULL) ^ ((uint64_t)getpid() << 20) ^ 17;
+    printf("seed %llu\n", (unsigned long long)g_rng);
     const ggx_cpu_kernels *tabs[3];
     int nt = ggx_cpu_kernels_available(tabs, 3);
     const ggx_cpu_kernels *ref = &ggx_cpu_kernels_scalar;

@@ -27,7 +27,7 @@ static double rel_err(const float *a, const float *b, size_t n) {
 /* §4 in double precision: the yardstick both f32 forms are measured against */
 static void ref_double(const ggx_cpu_mlstm_io *io, int S, int dqk, int dv, float eps,
                        const float *C0, const float *n0, float m0, float *h_out, float *C_out,
-                       float *n_out, float *m_out) {
+                       float *n_out, float *m_out, double *cond) {
     double *C = malloc(sizeof(double) * dqk * dv), *n = malloc(sizeof(double) * dqk), m = m0;
     for (int i = 0; i < dqk * dv; i++) C[i] = C0[i];
     for (int i = 0; i < dqk; i++) n[i] = n0[i];
@@ -37,12 +37,14 @@ static void ref_double(const ggx_cpu_mlstm_io *io, int S, int dqk, int dv, float
         double ig = io->ig[t * io->ldg], x = io->fg[t * io->ldg];
         double lf = (x < 0 ? x : 0) - log1p(exp(-fabs(x)));
         double mn = fmax(lf + m, ig), fp = exp(lf + m - mn), ip = exp(ig - mn);
-        double qn = 0;
+        double qn = 0, qa = 0;
         for (int a = 0; a < dqk; a++) {
             n[a] = fp * n[a] + ip * k[a];
             qn += q[a] * scale * n[a];
+            qa += fabs(q[a] * scale * n[a]);
         }
         double den = fmax(fabs(qn), exp(-mn)) + eps;
+        cond[t] = qa / den; /* how much den = q.n cancels */
         for (int c = 0; c < dv; c++) {
             double num = 0;
             for (int a = 0; a < dqk; a++) {
@@ -59,12 +61,19 @@ static void ref_double(const ggx_cpu_mlstm_io *io, int S, int dqk, int dv, float
     free(C), free(n);
 }
 
-static void run_case(int S, int NH, int dqk, int dv, int L, float gate_scale) {
+/* signed_qk = 0: q, k > 0, so den = q.n has no cancellation. signed_qk = 1: q, k of both
+ * signs; tokens whose den cancels by more than 100x (their h is ill-conditioned in any f32
+ * evaluation order) are left out of the h comparison. Every form must be within 1e-5 of the
+ * double-precision reference. */
+static void run_case(int S, int NH, int dqk, int dv, int L, float gate_scale, int signed_qk) {
     const int ldqk = NH * dqk, ldv = NH * dv;
     float *q = malloc(4 * (size_t)S * ldqk), *k = malloc(4 * (size_t)S * ldqk);
     float *v = malloc(4 * (size_t)S * ldv), *ig = malloc(4 * (size_t)S * NH);
     float *fg = malloc(4 * (size_t)S * NH);
-    for (int i = 0; i < S * ldqk; i++) q[i] = frand() * 2, k[i] = frand() * 2;
+    for (int i = 0; i < S * ldqk; i++) {
+        q[i] = signed_qk ? frand() * 2 : 1.0f + frand();
+        k[i] = signed_qk ? frand() * 2 : 0.5f + 0.5f * frand();
+    }
     for (int i = 0; i < S * ldv; i++) v[i] = frand();
     for (int i = 0; i < S * NH; i++) {
         ig[i] = 15.0f * tanhf(gate_scale * frand() / 15.0f);
@@ -90,21 +99,26 @@ static void run_case(int S, int NH, int dqk, int dv, int L, float gate_scale) {
      * it; h can be ill-conditioned (den = q.n cancels), so h may be off by up to 4x the plain
      * f32 reference's own error, and never more than 1e-4; states must be within 1e-5. */
     float *hd_ = malloc(4 * (size_t)S * ldv), *Cd = malloc(4 * nC), *nd = malloc(4 * dqk), md;
+    double *cond = malloc(sizeof(double) * S);
     {
         ggx_cpu_mlstm_io iod = io;
         iod.h = hd_ + hd * dv;
-        ref_double(&iod, S, dqk, dv, 1e-6f, C0, n0, m0, hd_ + hd * dv, Cd, nd, &md);
+        ref_double(&iod, S, dqk, dv, 1e-6f, C0, n0, m0, hd_ + hd * dv, Cd, nd, &md, cond);
     }
     double ref_err = 0, hmax = 0;
+    int n_ill = 0;
+    for (int t = 0; t < S; t++) n_ill += cond[t] > 100;
+    TEST_CHECK_MSG(n_ill <= S / 4, "S=%d: %d ill-conditioned tokens (test data too degenerate)", S, n_ill);
     for (int t = 0; t < S; t++)
-        for (int c = 0; c < dv; c++) {
+        for (int c = 0; c < dv && cond[t] <= 100; c++) {
             size_t i = (size_t)t * ldv + hd * dv + c;
             ref_err = fmax(ref_err, fabs((double)hr[i] - hd_[i]));
             hmax = fmax(hmax, fabs((double)hd_[i]));
         }
     ref_err /= hmax > 0 ? hmax : 1;
-    const double h_tol = fmin(1e-4, fmax(1e-5, 4 * ref_err));
-    TEST_CHECK_MSG(ref_err < 1e-4, "f32 reference vs double S=%d: %g", S, ref_err);
+    const double h_tol = 1e-5;
+    (void)signed_qk;
+    TEST_CHECK_MSG(ref_err < h_tol, "f32 reference vs double S=%d: %g", S, ref_err);
     TEST_CHECK_MSG(rel_err(Cr, Cd, nC) < 1e-5, "f32 reference C vs double S=%d", S);
     for (int mode = 0; mode < 2; mode++) {
         for (int ti = 0; ti < nt; ti++) {
@@ -117,7 +131,7 @@ static void run_case(int S, int NH, int dqk, int dv, int L, float gate_scale) {
             /* max |diff| / max |ref| over the head's outputs of all tokens */
             double num = 0, den = 0;
             for (int t = 0; t < S; t++)
-                for (int c = 0; c < dv; c++) {
+                for (int c = 0; c < dv && cond[t] <= 100; c++) {
                     size_t i = (size_t)t * ldv + hd * dv + c;
                     num = fmax(num, fabs((double)h[i] - hd_[i]));
                     den = fmax(den, fabs((double)hd_[i]));
@@ -138,15 +152,18 @@ static void run_case(int S, int NH, int dqk, int dv, int L, float gate_scale) {
         }
     }
     free(q), free(k), free(v), free(ig), free(fg), free(scratch), free(C0), free(n0), free(Cr);
-    free(nr), free(hr), free(h), free(hd_), free(Cd), free(nd);
+    free(nr), free(hr), free(h), free(hd_), free(Cd), free(nd), free(cond);
 }
 
 int main(void) {
-    g_rng = (uint64_t)time(NULL) * 2654435761ULL + 5;
-    run_case(1, 2, 8, 16, 4, 4.0f);
-    run_case(37, 3, 16, 24, 8, 4.0f);    /* 4 chunks + tail of 5 */
-    run_case(64, 2, 32, 48, 64, 8.0f);   /* exactly one chunk */
-    run_case(150, 4, 24, 40, 64, 15.0f); /* 2 chunks + 22 tail, strong gates */
-    run_case(200, 2, 64, 128, 16, 2.0f); /* many small chunks */
+    g_rng = ((uint64_t)time(NULL) * 2654435761ULL) ^ ((uint64_t)getpid() << 20) ^ 5;
+    printf("seed %llu\n", (unsigned long long)g_rng);
+    for (int sg = 0; sg < 2; sg++) {
+        run_case(1, 2, 8, 16, 4, 4.0f, sg);
+        run_case(37, 3, 16, 24, 8, 4.0f, sg);    /* 4 chunks + tail of 5 */
+        run_case(64, 2, 32, 48, 64, 8.0f, sg);   /* exactly one chunk */
+        run_case(150, 4, 24, 40, 64, 15.0f, sg); /* 2 chunks + 22 tail, strong gates */
+        run_case(200, 2, 64, 128, 16, 2.0f, sg); /* many small chunks */
+    }
     return test_finish("test_cpu_mlstm");
 }
