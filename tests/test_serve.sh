@@ -128,8 +128,11 @@ done
 check "disconnected stream and non-stream clients cancelled, slots freed" test $freed = 1
 cpids=()
 for k in 1 2 3 4 5; do curl -s --max-time 30 "$SERVE_URL/v1/completions" -d "{$LONG}" >/dev/null & cpids+=($!); done
-for _ in $(seq 1 50); do [ "$(metric ggx_running_batch_size)" = 4 ] && break; sleep 0.05; done
-check_eq "4 slots busy, 1 queued" "4 1" "$(metric ggx_running_batch_size) $(metric ggx_queue_depth)"
+busy=
+for _ in $(seq 1 100); do
+    busy="$(metric ggx_running_batch_size) $(metric ggx_queue_depth)"; [ "$busy" = "4 1" ] && break; sleep 0.05
+done
+check_eq "4 slots busy, 1 queued" "4 1" "$busy"
 kill "${cpids[@]}" 2>/dev/null; wait "${cpids[@]}" 2>/dev/null
 freed=0
 for _ in $(seq 1 50); do

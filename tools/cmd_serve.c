@@ -318,6 +318,9 @@ int ggx_cmd_serve(int argc, char **argv) {
     int bound = 0;
     if (serve_http_start(&ctx, host, (int)port, (int)(parallel + max_queue + 32), &http, &bound))
         goto done;
+    if (!api_key && strcmp(host, "127.0.0.1") && strcmp(host, "::1") && strcmp(host, "localhost"))
+        fprintf(stderr, "ggx serve: warning: listening on %s without --api-key: anyone who can "
+                        "reach this address can use the model\n", host);
     if (!quiet) {
         int v6 = strchr(host, ':') != NULL;
         fprintf(stderr, "ggx serve: listening on http://%s%s%s:%d (loading %s)\n", v6 ? "[" : "",
