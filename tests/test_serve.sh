@@ -12,6 +12,8 @@ models=$(curl -s "$SERVE_URL/v1/models")
 check_eq "models list" "list" "$(echo "$models" | jget o.object)"
 model_id=$(echo "$models" | jget 'o.data[0].id')
 check "model id non-empty" test -n "$model_id"
+check_eq "retrieve model" "model $model_id" "$(curl -s "$SERVE_URL/v1/models/$model_id" | jget 'o.object + " " + o.id')"
+check_eq "retrieve unknown model -> 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$SERVE_URL/v1/models/nope")"
 
 # ---- completions, non-streaming, greedy
 P='ROMEO:'

@@ -128,7 +128,7 @@ static const char *endpoint_of(const char *url) {
         if (!strcmp(url, known[i])) return known[i];
     if (!strcmp(url, "/completions")) return "/v1/completions";
     if (!strcmp(url, "/chat/completions")) return "/v1/chat/completions";
-    if (!strcmp(url, "/models")) return "/v1/models";
+    if (!strcmp(url, "/models") || !strncmp(url, "/v1/models/", 11)) return "/v1/models";
     return "other";
 }
 
@@ -568,9 +568,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return fail(ctx, c, ep, 503, "unavailable_error", "loading",
                     atomic_load(&ctx->stopping) ? "the server is shutting down"
                                                 : "loading the model");
-    if (!strcmp(ep, "/v1/models"))
+    if (!strcmp(ep, "/v1/models")) {
+        if (!strncmp(url, "/v1/models/", 11)) { // retrieve one model
+            if (strcmp(url + 11, ctx->model_name) != 0) {
+                char msg[300];
+                snprintf(msg, sizeof msg, "no model '%.200s' (this server has '%s')", url + 11,
+                         ctx->model_name);
+                return fail(ctx, c, ep, 404, "invalid_request_error", "model_not_found", msg);
+            }
+            char *list = serve_json_models(ctx->model_name, ctx->created);
+            cJSON *o = list ? cJSON_Parse(list) : NULL;
+            free(list);
+            cJSON *m = o ? cJSON_DetachItemFromArray(cJSON_GetObjectItem(o, "data"), 0) : NULL;
+            char *body = m ? cJSON_PrintUnformatted(m) : NULL;
+            cJSON_Delete(m);
+            cJSON_Delete(o);
+            return respond(ctx, c, ep, 200, body, "application/json", 0);
+        }
         return respond(ctx, c, ep, 200, serve_json_models(ctx->model_name, ctx->created),
                        "application/json", 0);
+    }
     if (!strcmp(ep, "/tokenize")) return handle_tokenize(ctx, c, cn);
     if (!strcmp(ep, "/detokenize")) return handle_detokenize(ctx, c, cn);
     return handle_generate(ctx, c, ep, !strcmp(ep, "/v1/chat/completions"), cn);
