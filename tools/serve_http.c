@@ -571,7 +571,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!strcmp(ep, "/v1/models")) {
         if (!strncmp(url, "/v1/models/", 11)) { // retrieve one model
             if (strcmp(url + 11, ctx->model_name) != 0) {
-                char msg[300];
+                char msg[600];
                 snprintf(msg, sizeof msg, "no model '%.200s' (this server has '%s')", url + 11,
                          ctx->model_name);
                 return fail(ctx, c, ep, 404, "invalid_request_error", "model_not_found", msg);
