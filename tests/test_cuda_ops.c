@@ -496,6 +496,7 @@ static void test_fused_chain(enum ggx_type t, int n) {
     const int64_t E = 1024, F = 1376; /* large enough for split-K launches */
     weight wg = make_weight(t, F, E, 0.3f), wu = make_weight(t, F, E, 0.3f), wd = make_weight(t, E, F, 0.3f);
     weight wi = make_weight(GGX_TYPE_F32, 6, E, 0.3f), wo = make_weight(t, E, E, 0.3f);
+    weight wf = make_weight(GGX_TYPE_F32, 6, E, 0.3f);
     float *x = rand_f32(n * E, 1.0f), *dl = rand_f32(n * E, 1.0f), *nw = rand_f32(E, 0.2f), *bi = rand_f32(6, 1.0f);
     for (int64_t c = 0; c < E; c++) nw[c] += 1.0f;
     tgraph tg;
@@ -512,8 +513,12 @@ static void test_fused_chain(enum ggx_type t, int n) {
     ggx_tensor *sw = tg_op(&tg, GGX_OP_SWIGLU, n, F, g, u);
     ggx_tensor *d = tg_op(&tg, GGX_OP_MUL_MAT, n, E, tg_new(&tg, t, E, F, wd.dev), sw);
     ggx_tensor *gi = tg_op(&tg, GGX_OP_MUL_MAT, n, 6, tg_new(&tg, GGX_TYPE_F32, 6, E, wi.dev), d);
+    ggx_tensor *gf = tg_op(&tg, GGX_OP_MUL_MAT, n, 6, tg_new(&tg, GGX_TYPE_F32, 6, E, wf.dev), d);
     ggx_tensor *ig = tg_op(&tg, GGX_OP_SOFT_CAP, n, 6, gi, tbi);
     ig->f[0] = 1.5f;
+    ggx_tensor *fg = tg_op(&tg, GGX_OP_SOFT_CAP, n, 6, gf, NULL); /* group of 2 + 2 epilogues */
+    fg->f[0] = 2.5f;
+    fg->flags |= GGX_TF_OUTPUT;
     ggx_tensor *sm = tg_op(&tg, GGX_OP_SIGMOID_MUL, n, E, d, h);
     ggx_tensor *o = tg_op(&tg, GGX_OP_MUL_MAT, n, E, tg_new(&tg, t, E, E, wo.dev), sm);
     x1->flags |= GGX_TF_OUTPUT;
@@ -531,26 +536,34 @@ static void test_fused_chain(enum ggx_type t, int n) {
     for (int64_t i = 0; i < n * F; i++) rg[i] = rg[i] * sigm(rg[i]) * ru[i];
     ref_mm(&wd, rg, n, rd);
     ref_mm(&wi, rd, n, rgi);
+    double *rgf = malloc(sizeof(double) * (size_t)(n * 6));
+    ref_mm(&wf, rd, n, rgf);
     for (int j = 0; j < n; j++)
-        for (int r = 0; r < 6; r++) rgi[j * 6 + r] = 1.5 * tanh((rgi[j * 6 + r] + bi[r]) / 1.5);
+        for (int r = 0; r < 6; r++) {
+            rgi[j * 6 + r] = 1.5 * tanh((rgi[j * 6 + r] + bi[r]) / 1.5);
+            rgf[j * 6 + r] = 2.5 * tanh(rgf[j * 6 + r] / 2.5);
+        }
     for (int64_t i = 0; i < n * E; i++) rd[i] = sigm(rd[i]) * rh[i];
     ref_mm(&wo, rd, n, ro);
     for (int call = 0; call < 3; call++) {
-        poison(x1), poison(ig), poison(o);
+        poison(x1), poison(ig), poison(o), poison(fg);
         ggx_status st = be->iface.graph_compute(be, &tg.g);
         TEST_CHECK_MSG(st == GGX_OK, "fused chain: %s", ggx_last_error());
-        float *ox = host_of(x1), *oi = host_of(ig), *oo = host_of(o);
-        const double e1 = rel_err(ox, rx1, n * E), e2 = rel_err(oi, rgi, n * 6), e3 = rel_err(oo, ro, n * E);
+        float *ox = host_of(x1), *oi = host_of(ig), *oo = host_of(o), *of = host_of(fg);
+        const double e1 = rel_err(ox, rx1, n * E), e3 = rel_err(oo, ro, n * E);
+        const double e2 = fmax(rel_err(oi, rgi, n * 6), rel_err(of, rgf, n * 6));
+        free(of);
         TEST_CHECK_MSG(e1 <= 1e-5 && e2 <= 1e-5 && e3 <= 1e-5, "fused chain %s n=%d call %d: rel err %.3g %.3g %.3g",
                        ggx_type_name(t), n, call, e1, e2, e3);
         if (call == 2) printf("  fused chain %-5s n=%d: rel err add %.2e, gate %.2e, out %.2e\n", ggx_type_name(t), n, e1, e2, e3);
         free(ox), free(oi), free(oo);
     }
-    free(rx1), free(rh), free(rg), free(ru), free(rd), free(rgi), free(ro);
+    free(rx1), free(rh), free(rg), free(ru), free(rd), free(rgi), free(ro), free(rgf);
     be->iface.release(be, tx->data), be->iface.release(be, tdl->data);
     be->iface.release(be, tnw->data), be->iface.release(be, tbi->data);
     tg_free(&tg);
     free_weight(&wg), free_weight(&wu), free_weight(&wd), free_weight(&wi), free_weight(&wo);
+    free_weight(&wf);
     free(x), free(dl), free(nw), free(bi);
 }
 

@@ -489,15 +489,24 @@ ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
             mats[nm].bias = nullptr;
             nm++;
         }
-        *consumed = nm;
-        if (fusion_softcap(g, k + nm, g->nodes[k + nm - 1], c->fuse)) {
-            const ggx_tensor *sc = g->nodes[k + nm];
-            mats[nm - 1].y = f32p(sc);
-            mats[nm - 1].epi = 1;
-            mats[nm - 1].cap = sc->f[0];
-            mats[nm - 1].bias = sc->src[1] ? f32p(sc->src[1]) : nullptr;
-            *consumed = nm + 1;
+        /* SOFT_CAPs right after the group, each of one group member: epilogues */
+        int used = nm;
+        while (k + used < g->n_nodes && g->nodes[k + used]->op == GGX_OP_SOFT_CAP) {
+            const ggx_tensor *sc = g->nodes[k + used];
+            int gi = -1;
+            for (int q = 0; q < nm; q++)
+                if (sc->src[0] == g->nodes[k + q] && !mats[q].epi) gi = q;
+            if (gi < 0 || !fusion_softcap(g, k + used, g->nodes[k + gi], c->fuse)) break;
+            bool clash = false; /* its output must not be another member's input or output */
+            for (int q = 0; q < nm; q++) clash |= q != gi && overlap(sc, g->nodes[k + q]);
+            if (clash) break;
+            mats[gi].y = f32p(sc);
+            mats[gi].epi = 1;
+            mats[gi].cap = sc->f[0];
+            mats[gi].bias = sc->src[1] ? f32p(sc->src[1]) : nullptr;
+            used++;
         }
+        *consumed = used;
         GGX_CU_TRY(ggx_cuda_mv(s, n->src[0]->type, mats, nm, f32p(n->src[1]), nullptr,
                                GGX_CUDA_X_PLAIN, (int)t_cols(n->src[0]), (int)t_rows(n->src[1])),
                    "mul_mat");

@@ -18,9 +18,8 @@
 namespace {
 
 constexpr int MV_WARPS = 8;  /* warps per block */
-/* rows per warp: each x value read from shared memory serves RPW rows (4 for many tokens,
- * where shared-memory reads would otherwise bound the kernel) */
-__host__ __device__ constexpr int mv_rpw(int nt) { return nt >= 4 ? 4 : 2; }
+/* rows per warp: each x value read from shared memory serves RPW rows */
+__host__ __device__ constexpr int mv_rpw(int) { return 2; } /* 4 was slower for 4-8 tokens (measured) */
 
 struct MvLaunch {
     const uint8_t *w[GGX_CUDA_MV_MAX_MATS];
