@@ -2,7 +2,7 @@
 //
 //   node tests/serve/load.mjs --url http://127.0.0.1:8080 --concurrency 32 --requests 64 \
 //        --max-tokens 32 [--stream] [--mixed] [--chat] [--temp 0] [--prompts N] [--key K] [--outputs]
-//        [--ignore-eos]
+//        [--ignore-eos] [--system-words N (chat: a shared N-word system message)]
 //
 // Runs `requests` completions with at most `concurrency` in flight (each worker loops until the
 // request counter is exhausted, so it stops by itself). Prompt i is PROMPTS[i % prompts] — a
@@ -11,7 +11,7 @@
 // with --outputs, the text of every request by prompt index.
 const args = process.argv.slice(2);
 const opt = { url: 'http://127.0.0.1:8080', concurrency: 1, requests: 1, 'max-tokens': 32,
-              temp: 0, prompts: 8, key: '', timeout: 300 };
+              temp: 0, prompts: 8, key: '', timeout: 300, 'system-words': 0 };
 const flags = new Set();
 for (let i = 0; i < args.length; i++) {
   const a = args[i].replace(/^--/, '');
@@ -30,8 +30,12 @@ async function one(i) {
   const p = prompt(i % NP);
   const stream = flags.has('stream') || (flags.has('mixed') && i % 2 === 1);
   const chat = flags.has('chat');
+  const sysw = +opt['system-words'];
+  const msgs = [{ role: 'user', content: p }];
+  if (sysw > 0) // one shared system prompt (the prefix cache's case)
+    msgs.unshift({ role: 'system', content: Array.from({ length: sysw }, (_, k) => WORDS[k % WORDS.length].toLowerCase()).join(' ') });
   const body = chat
-    ? { messages: [{ role: 'user', content: p }], max_tokens: MAXT, temperature: +opt.temp, stream }
+    ? { messages: msgs, max_tokens: MAXT, temperature: +opt.temp, stream }
     : { prompt: p, max_tokens: MAXT, temperature: +opt.temp, stream };
   if (+opt.temp > 0) body.seed = 1000 + (i % NP);
   if (flags.has('ignore-eos')) body.ignore_eos = true;
