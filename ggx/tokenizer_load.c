@@ -288,8 +288,9 @@ static ggx_status parse_added(ggx_tokenizer *tok, const cJSON *list, int32_t *ma
         a.len = strlen(c->valuestring);
         if (a.len == 0) continue; /* HF ignores empty added tokens */
         if (!utf8_valid(c->valuestring, a.len)) return ggx_fail(GGX_ERR_FORMAT, "tokenizer.json: added token with invalid UTF-8");
-        bool dup = false;
-        for (int i = 0; i < tok->n_added && !dup; i++) {
+        bool dup = false; /* only a content seen before can be a duplicate */
+        bool seen = tok_strmap_find(&tok->added_map, c->valuestring, a.len) >= 0;
+        for (int i = 0; seen && i < tok->n_added && !dup; i++) {
             const tok_added *o = &tok->added[i];
             dup = o->len == a.len && !memcmp(o->content, c->valuestring, a.len) && o->special == a.special &&
                   o->normalized == a.normalized && o->single_word == a.single_word && o->lstrip == a.lstrip &&
@@ -324,26 +325,28 @@ static ggx_status build_tries(ggx_tokenizer *tok) {
     ggx_status st = GGX_OK;
     tok_trie_init(&tok->trie_raw);
     tok_trie_init(&tok->trie_norm);
+    int32_t *last = malloc((size_t)tok->n_vocab * sizeof *last); /* id -> last entry naming it */
+    if (!last) return ggx_fail(GGX_ERR_NOMEM, "tokenizer: out of memory");
+    for (int i = 0; i < tok->n_added; i++) last[tok->added[i].id] = i;
     for (int i = 0; i < tok->n_added; i++) {
-        int last = i;
-        for (int j = i + 1; j < tok->n_added; j++)
-            if (tok->added[j].id == tok->added[i].id) last = j;
-        if (last != i) continue;
+        if (last[tok->added[i].id] != i) continue;
         const tok_added *a = &tok->added[i];
         if (!a->normalized) {
-            if ((st = tok_trie_add(&tok->trie_raw, a->content, a->len, i))) return st;
+            if ((st = tok_trie_add(&tok->trie_raw, a->content, a->len, i))) goto done;
         } else if (tok->nfc) {
             char *n;
             size_t nl;
-            if ((st = tok_nfc(a->content, a->len, &n, &nl))) return st;
+            if ((st = tok_nfc(a->content, a->len, &n, &nl))) goto done;
             st = tok_trie_add(&tok->trie_norm, n, nl, i);
             free(n);
-            if (st) return st;
+            if (st) goto done;
         } else if ((st = tok_trie_add(&tok->trie_norm, a->content, a->len, i))) {
-            return st;
+            goto done;
         }
     }
-    return GGX_OK;
+done:
+    free(last);
+    return st;
 }
 
 /* Per-id spelling and decoded bytes (ByteLevel decoder: a token whose chars are all in the
