@@ -1,6 +1,6 @@
 /* test_quant_kernels.c — every CPU quantized kernel path (AVX-512 VNNI, AVX2, scalar) against the
  * scalar reference, and the scalar reference against an exact f32 product, on fresh random data
- * of awkward sizes (cols a multiple of 32 but not of 128/256, odd row counts, n = 1, 3, 7). */
+ * of awkward sizes (cols a multiple of 32 but not of 128/256, odd row counts, n = 1, 3, 7, 70). */
 #include "backends/cpu/cpu_quant.h"
 #include "backends/cpu/cpu_quant_impl.h"
 #include "quants.h"
@@ -129,6 +129,11 @@ int main(void) {
             for (int ri = 0; ri < 3; ri++)
                 for (int ni = 0; ni < 3; ni++)
                     check_case(types[ti], rowss[ri], colss[ci], ns[ni], max_level);
+    /* prefill-sized n: several token blocks (the kernel groups tokens by what fits in L2) */
+    for (int ti = 0; ti < 3; ti++) {
+        check_case(types[ti], 5, 4128, 70, max_level);
+        check_case(types[ti], 9, 224, 70, max_level);
+    }
 
     /* bad shapes: no size, poisoned output instead of garbage */
     TEST_CHECK(ggx_cpu_qx_size(GGX_TYPE_Q8_0, 48) == 0);

@@ -187,19 +187,28 @@ void ggx_cpu_qmatmul(enum ggx_type t, const void *W, int64_t cols, const void *q
     }
     const int64_t nb = cols / QX_BLOCK;
     const size_t wrow = ggx_row_size(t, cols);
-    /* one weight row at a time: it is read from memory once and stays in L1 for the n tokens */
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *wr = (const uint8_t *)W + (size_t)r * wrow;
-        if (dotn) {
-            float out[64];
-            for (int64_t j0 = 0; j0 < n; j0 += 64) {
-                const int k = (int)(n - j0 < 64 ? n - j0 : 64);
-                dotn(wr, (const uint8_t *)qx + (size_t)j0 * qrow, qrow, k, nb, out);
-                for (int j = 0; j < k; j++) y[(j0 + j) * ldy + r] = out[j];
-            }
-        } else {
+    if (!dotn) {
+        /* one weight row at a time: read from memory once, it stays in L1 for the n tokens */
+        for (int64_t r = r0; r < r1; r++) {
+            const uint8_t *wr = (const uint8_t *)W + (size_t)r * wrow;
             for (int64_t j = 0; j < n; j++)
                 y[j * ldy + r] = dot(wr, (const uint8_t *)qx + (size_t)j * qrow, nb);
+        }
+        return;
+    }
+    /* Tokens in blocks whose prepared activations fit in L2 (<= 256 KiB, at most 64 rows); for
+     * each block every weight row of [r0, r1) is unpacked once per 4 tokens. With n <= the block
+     * (decode, small batches) each weight row is read from memory exactly once; for prefill-sized
+     * n the caller's row range (a few dozen rows) stays in L2 between token blocks. */
+    int64_t tb = (int64_t)((256u << 10) / qrow);
+    tb = tb < 4 ? 4 : tb > 64 ? 64 : tb & ~(int64_t)3;
+    float out[64];
+    for (int64_t j0 = 0; j0 < n; j0 += tb) {
+        const int k = (int)(n - j0 < tb ? n - j0 : tb);
+        const uint8_t *q = (const uint8_t *)qx + (size_t)j0 * qrow;
+        for (int64_t r = r0; r < r1; r++) {
+            dotn((const uint8_t *)W + (size_t)r * wrow, q, qrow, k, nb, out);
+            for (int j = 0; j < k; j++) y[(j0 + j) * ldy + r] = out[j];
         }
     }
 }

@@ -1,6 +1,7 @@
 /*
  * bench_quant.c — quantized CPU kernels: matrix-vector (decode) GB/s against the measured memory
- * read bandwidth, and prefill GEMM GFLOPS (dequantized tiles into OpenBLAS sgemm).
+ * read bandwidth, and prefill GEMM GFLOPS: dequantized tiles into OpenBLAS sgemm, and the int8
+ * kernels (activations quantized once, ggx_cpu_qmatmul over row chunks).
  *
  *     build-x/tests/bench_quant [--threads 2] [--types q8_0,q4_0,q4_x] [--no-gemm] [--reps 5]
  *     build-x/tests/bench_quant --threads 1 --in-cache --no-gemm   # kernel compute ceiling
@@ -251,10 +252,11 @@ static void bench_gemm(team *tm, enum ggx_type t, int64_t rows, int64_t cols, in
     for (int i = 0; i < tm->n; i++) c.tiles[i] = malloc(sizeof(float) * tile * cols);
     team_run(tm, gemm_fn, &c);
     double v[64];
+    double (*clk)(void) = tm->n == 1 ? now_cpu : now; /* 1 thread: CPU time (busy machines) */
     for (int r = 0; r < reps; r++) {
-        const double t0 = now();
+        const double t0 = clk();
         team_run(tm, gemm_fn, &c);
-        v[r] = 2.0 * n * rows * cols / (now() - t0) / 1e9;
+        v[r] = 2.0 * n * rows * cols / (clk() - t0) / 1e9;
     }
     double best = 0;
     for (int r = 0; r < reps; r++) best = v[r] > best ? v[r] : best;
@@ -264,6 +266,40 @@ static void bench_gemm(team *tm, enum ggx_type t, int64_t rows, int64_t cols, in
     for (int i = 0; i < tm->n; i++) free(c.tiles[i]);
     if (w != (uint8_t *)wf) free(w);
     free(wf); free(x); free(y);
+}
+
+/* prefill through the int8 kernels: activations quantized once (timed), rows split by thread,
+ * each thread's rows in chunks of 32 as the CPU backend's pool hands them out */
+typedef struct i8_ctx { enum ggx_type type; const uint8_t *w; int64_t rows, cols, n; void *qx; float *y; } i8_ctx;
+
+static void i8_fn(void *p, int ith, int nth) {
+    i8_ctx *c = p;
+    const int64_t r0 = c->rows * ith / nth, r1 = c->rows * (ith + 1) / nth;
+    for (int64_t a = r0; a < r1; a += 32)
+        ggx_cpu_qmatmul(c->type, c->w, c->cols, c->qx, c->n, c->y, c->rows, a, a + 32 < r1 ? a + 32 : r1);
+}
+
+static void bench_gemm_int8(team *tm, enum ggx_type t, int64_t rows, int64_t cols, int64_t n, int reps) {
+    float *wf = random_f32(rows * cols, 3);
+    const size_t wrow = ggx_row_size(t, cols);
+    uint8_t *w = malloc(wrow * rows);
+    for (int64_t r = 0; r < rows; r++) ggx_quantize_row(t, wf + r * cols, w + r * wrow, cols);
+    float *x = random_f32(n * cols, 5), *y = malloc(sizeof(float) * n * rows);
+    void *qx = malloc(ggx_cpu_qx_size(t, cols) * n);
+    i8_ctx c = {t, w, rows, cols, n, qx, y};
+    double v[64];
+    double (*clk)(void) = tm->n == 1 ? now_cpu : now; /* 1 thread: CPU time (busy machines) */
+    for (int r = -1; r < reps; r++) {
+        const double t0 = clk();
+        ggx_cpu_qx_prepare(t, x, n, cols, qx);
+        team_run(tm, i8_fn, &c);
+        if (r >= 0) v[r] = 2.0 * n * rows * cols / (clk() - t0) / 1e9;
+    }
+    double best = 0;
+    for (int r = 0; r < reps; r++) best = v[r] > best ? v[r] : best;
+    printf("gemm   %-5s %6lldx%-5lld n=%lld int8 activations (ggx_cpu_qmatmul) | median %6.1f GFLOPS, best %6.1f GFLOPS\n",
+           ggx_type_name(t), (long long)rows, (long long)cols, (long long)n, median(v, reps), best);
+    free(wf); free(w); free(x); free(y); free(qx);
 }
 
 int main(int argc, char **argv) {
@@ -321,6 +357,7 @@ int main(int argc, char **argv) {
             const int t = ggx_type_from_name(tok);
             if (t < 0 || !ggx_cpu_quant_supported((enum ggx_type)t)) continue;
             bench_gemm(&tm, (enum ggx_type)t, 4096, 4096, 512, tile, reps);
+            bench_gemm_int8(&tm, (enum ggx_type)t, 4096, 4096, 512, reps);
         }
     }
     team_free(&tm);
