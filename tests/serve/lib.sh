@@ -39,24 +39,29 @@ serve_free_port() {
 }
 
 # serve_start [ggx serve options...]: start a server, wait for /health == 200 (30 s at most).
+# A port taken between choosing and binding (tests run in parallel) is retried with another.
 serve_start() {
-    local port log
-    port=$(serve_free_port)
-    log="$SERVE_TMP/serve.$port.log"
-    "$GGX_BIN" serve -m "$SERVE_MODEL" --host 127.0.0.1 --port "$port" -t 1 "$@" >"$log" 2>&1 &
-    SERVE_PID=$!
-    SERVE_PIDS+=("$SERVE_PID")
-    SERVE_URL="http://127.0.0.1:$port"
-    SERVE_LOG=$log
-    for _ in $(seq 1 300); do
-        if [ "$(curl -s -o /dev/null -w '%{http_code}' "$SERVE_URL/health")" = 200 ]; then return 0; fi
-        if ! kill -0 "$SERVE_PID" 2>/dev/null; then
-            echo "server exited during startup:"; cat "$log"; return 1
-        fi
-        sleep 0.1
+    local port log try
+    for try in 1 2 3; do
+        port=$(serve_free_port)
+        log="$SERVE_TMP/serve.$port.log"
+        "$GGX_BIN" serve -m "$SERVE_MODEL" --host 127.0.0.1 --port "$port" -t 1 "$@" >"$log" 2>&1 &
+        SERVE_PID=$!
+        SERVE_PIDS+=("$SERVE_PID")
+        SERVE_URL="http://127.0.0.1:$port"
+        SERVE_LOG=$log
+        for _ in $(seq 1 300); do
+            if [ "$(curl -s -o /dev/null -w '%{http_code}' "$SERVE_URL/health")" = 200 ]; then return 0; fi
+            if ! kill -0 "$SERVE_PID" 2>/dev/null; then
+                grep -q "cannot listen" "$log" && continue 2
+                echo "server exited during startup:"; cat "$log"; return 1
+            fi
+            sleep 0.1
+        done
+        echo "server not healthy after 30 s:"; cat "$log"
+        return 1
     done
-    echo "server not healthy after 30 s:"; cat "$log"
-    return 1
+    echo "no free port after 3 tries"; return 1
 }
 
 # serve_stop: SIGTERM, then wait (10 s at most) for a clean exit; returns its exit code.
