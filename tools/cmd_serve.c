@@ -5,13 +5,12 @@
 #include "cmd.h"
 
 #include "ggx.h"
-#include "serve.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(GGX_HAVE_MHD) && GGX_SERVE_LINKABLE
+#ifdef GGX_HAVE_MHD
 #include "ggxfile.h"
 #include "keys.h"
 #include "models/xlstm.h"
@@ -70,19 +69,15 @@ static void usage(FILE *out) {
             "       \"content\": \"Hello\"}], \"stream\": true}'\n");
 }
 
-#if !defined(GGX_HAVE_MHD) || !GGX_SERVE_LINKABLE
+#ifndef GGX_HAVE_MHD
 int ggx_cmd_serve(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return 0;
         }
-#ifndef GGX_HAVE_MHD
     fprintf(stderr, "ggx serve: this ggx was built without libmicrohttpd (install "
                     "libmicrohttpd-dev and rebuild)\n");
-#else
-    fprintf(stderr, "ggx serve: not enabled in this build yet\n");
-#endif
     return 1;
 }
 #else

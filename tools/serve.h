@@ -22,12 +22,6 @@
 
 #define SERVE_MAX_STOPS 16
 
-/* Temporary gate while the model/tokenizer APIs land in ggxcore: the files that call them compile
- * to nothing unless this is 1 (so the ggx binary always links). */
-#ifndef GGX_SERVE_LINKABLE
-#define GGX_SERVE_LINKABLE 1
-#endif
-
 typedef struct serve_metrics serve_metrics;
 typedef struct serve_cache serve_cache;
 typedef struct serve_sched serve_sched;

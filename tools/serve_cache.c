@@ -1,7 +1,6 @@
 /* serve_cache.c — prefix-state snapshots with LRU eviction under a byte budget. */
 #include "serve.h"
 #include "serve_cache.h"
-#if GGX_SERVE_LINKABLE
 
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +145,3 @@ void serve_cache_store(serve_cache *c, const int32_t *tokens, int n, const ggx_s
     c->n_entries++;
     publish(c);
 }
-#else
-typedef int ggx_serve_unused_;
-#endif

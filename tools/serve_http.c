@@ -7,8 +7,7 @@
  * socket was closed (poll POLLRDHUP) and, if so, cancel the job: its slot is freed at the next
  * scheduler step.
  */
-#include "serve.h"
-#if defined(GGX_HAVE_MHD) && GGX_SERVE_LINKABLE
+#ifdef GGX_HAVE_MHD
 #include "serve_http.h"
 
 #include "serve_auth.h"
@@ -660,5 +659,5 @@ void serve_http_stop(serve_http *h) {
     free(h);
 }
 #else
-typedef int ggx_serve_unused_;
+typedef int ggx_serve_http_unused_; /* ISO C: no empty translation unit */
 #endif /* GGX_HAVE_MHD */

@@ -8,7 +8,6 @@
  * whose prompt starts with a cached prefix copies that state and skips those tokens.
  */
 #include "serve.h"
-#if GGX_SERVE_LINKABLE
 #include "serve_cache.h"
 #include "serve_metrics.h"
 
@@ -560,6 +559,3 @@ ggx_status serve_sched_start(serve_sched *s) {
     s->started = 1;
     return GGX_OK;
 }
-#else
-typedef int ggx_serve_unused_;
-#endif
