@@ -9,6 +9,8 @@ set -u
 BIN=${GGX_BIN:?GGX_BIN not set}
 DATA=${GGX_TEST_DATA:?GGX_TEST_DATA not set}
 SRC=$(cd "$(dirname "$0")" && pwd)
+# Prefer a python3 that has the regex module (Debian python3-regex lives under /usr/bin/python3).
+python3() { if [ -z "${PY:-}" ]; then PY=python3; for c in /usr/bin/python3 python3; do command "$c" -c "import regex" 2>/dev/null && { PY=$c; break; }; done; fi; command "$PY" "$@"; }
 python3 -c "import regex" 2>/dev/null || { echo "test_tokenize_ref_slow: python3 with the regex module missing, skipping"; exit 77; }
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/ggx-tokref-XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
