@@ -870,6 +870,7 @@ extern "C" ggx_status ggx_backend_cuda_init(const ggx_backend_params *p, ggx_bac
     c->graphs_on = !(env && env[0] == '0');
     c->profile = (env = getenv("GGX_CUDA_PROFILE")) && env[0] == '1';
     c->fuse = !((env = getenv("GGX_CUDA_FUSE")) && env[0] == '0');
+    if ((env = getenv("GGX_CUDA_INT8_X"))) ggx_cuda_mv_set_int8_x(env[0] != '0');
     if ((env = getenv("GGX_CUDA_MV_MAX")) && atoi(env) >= 0) g_mv_max_tokens = atoi(env);
     cudaDeviceProp prop;
     ggx_status st = GGX_OK;
@@ -933,6 +934,9 @@ extern "C" ggx_status ggx_cuda_fill_random(ggx_backend *be, void *dev, enum ggx_
 }
 
 extern "C" void ggx_cuda_set_graphs(ggx_backend *be, int on) { ctx_of(be)->graphs_on = on; }
+
+extern "C" void ggx_cuda_set_int8_activations(int on) { ggx_cuda_mv_set_int8_x(on != 0); }
+extern "C" int ggx_cuda_int8_activations(void) { return ggx_cuda_mv_int8_x(); }
 
 extern "C" ggx_status ggx_cuda_mem_info(ggx_backend *be, size_t *free_b, size_t *total_b, size_t *peak_b) {
     Ctx *c = ctx_of(be);

@@ -70,6 +70,9 @@ cudaError_t ggx_cuda_add_rms_norm(cudaStream_t s, const float *a, const float *b
                                   float eps);
 /* Scratch for split-K launches (once per process; the device of the first backend). */
 cudaError_t ggx_cuda_mv_init(void);
+/* q8_0/q4_0 matvecs with int8 activations (dp4a; default) or f32 activations (exact). */
+void ggx_cuda_mv_set_int8_x(bool on);
+bool ggx_cuda_mv_int8_x(void);
 /* Whether the mv kernels handle this type / column count (else the GEMM path is used). */
 bool ggx_cuda_mv_supported(enum ggx_type t, int64_t cols);
 

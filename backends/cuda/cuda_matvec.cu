@@ -128,6 +128,60 @@ __device__ __forceinline__ float xform(int mode, float a, float b) {
     return mode == GGX_CUDA_X_SWIGLU ? a * sg * b : sg * b;
 }
 
+/* split-K reduction, epilogue and store of a warp's RPW rows x NT tokens */
+template <int MV_RPW, int NT>
+__device__ __forceinline__ void mv_finish(const MvLaunch &a, float (&acc)[MV_RPW][NT],
+                                          const bool (&rv)[MV_RPW], int mi, int row0, int rows,
+                                          int lane) {
+#pragma unroll
+    for (int r = 0; r < MV_RPW; r++)
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) acc[r][t] += __shfl_xor_sync(0xffffffffu, acc[r][t], o);
+    if (gridDim.y > 1) {
+        /* split-K: publish this split's partial sums; the last split of the row block adds all */
+        __shared__ int last;
+        const int grow = a.row_start[mi] + row0;
+#pragma unroll
+        for (int r = 0; r < MV_RPW; r++)
+#pragma unroll
+            for (int t = 0; t < NT; t++)
+                if (lane == r * NT + t && rv[r] && t < a.n_tok)
+                    a.part[((size_t)blockIdx.y * 8 + t) * a.total_rows + grow + r] = acc[r][t];
+        __threadfence();
+        __syncthreads();
+        if (threadIdx.x == 0) last = atomicAdd(&a.counters[blockIdx.x], 1) == (int)gridDim.y - 1;
+        __syncthreads();
+        if (!last) return;
+        __threadfence();
+#pragma unroll
+        for (int r = 0; r < MV_RPW; r++)
+#pragma unroll
+            for (int t = 0; t < NT; t++)
+                if (lane == r * NT + t && rv[r] && t < a.n_tok) {
+                    float v = 0.0f;
+                    for (int y = 0; y < (int)gridDim.y; y++)
+                        v += __ldcg(&a.part[((size_t)y * 8 + t) * a.total_rows + grow + r]);
+                    acc[r][t] = v;
+                }
+        if (threadIdx.x == 0) a.counters[blockIdx.x] = 0;
+    }
+#pragma unroll
+    for (int r = 0; r < MV_RPW; r++)
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+            if (lane == r * NT + t && rv[r] && t < a.n_tok) {
+                float v = acc[r][t];
+                if (a.epi[mi]) {
+                    const float c = a.cap[mi];
+                    v += a.bias[mi] ? a.bias[mi][row0 + r] : 0.0f;
+                    if (c > 0.0f) v = c * tanhf(v / c);
+                }
+                a.y[mi][(size_t)t * rows + row0 + r] = v;
+            }
+}
+
 template <int T, int NT>
 __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(const MvLaunch a) {
     constexpr int MV_RPW = mv_rpw(NT);
@@ -237,55 +291,156 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(const MvLaunch a) {
                 for (int t = 0; t < NT; t++) acc[r][t] = fmaf(d[u][r], part[r][t], acc[r][t]);
         }
     }
-#pragma unroll
-    for (int r = 0; r < MV_RPW; r++)
-#pragma unroll
-        for (int t = 0; t < NT; t++)
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) acc[r][t] += __shfl_xor_sync(0xffffffffu, acc[r][t], o);
-    if (gridDim.y > 1) {
-        /* split-K: publish this split's partial sums; the last split of the row block adds all */
-        __shared__ int last;
-        const int grow = a.row_start[mi] + row0;
-#pragma unroll
-        for (int r = 0; r < MV_RPW; r++)
-#pragma unroll
-            for (int t = 0; t < NT; t++)
-                if (lane == r * NT + t && rv[r] && t < a.n_tok)
-                    a.part[((size_t)blockIdx.y * 8 + t) * a.total_rows + grow + r] = acc[r][t];
-        __threadfence();
-        __syncthreads();
-        if (threadIdx.x == 0) last = atomicAdd(&a.counters[blockIdx.x], 1) == (int)gridDim.y - 1;
-        __syncthreads();
-        if (!last) return;
-        __threadfence();
-#pragma unroll
-        for (int r = 0; r < MV_RPW; r++)
-#pragma unroll
-            for (int t = 0; t < NT; t++)
-                if (lane == r * NT + t && rv[r] && t < a.n_tok) {
-                    float v = 0.0f;
-                    for (int y = 0; y < (int)gridDim.y; y++)
-                        v += __ldcg(&a.part[((size_t)y * 8 + t) * a.total_rows + grow + r]);
-                    acc[r][t] = v;
-                }
-        if (threadIdx.x == 0) a.counters[blockIdx.x] = 0;
-    }
-#pragma unroll
-    for (int r = 0; r < MV_RPW; r++)
-#pragma unroll
-        for (int t = 0; t < NT; t++)
-            if (lane == r * NT + t && rv[r] && t < a.n_tok) {
-                float v = acc[r][t];
-                if (a.epi[mi]) {
-                    const float c = a.cap[mi];
-                    v += a.bias[mi] ? a.bias[mi][row0 + r] : 0.0f;
-                    if (c > 0.0f) v = c * tanhf(v / c);
-                }
-                a.y[mi][(size_t)t * rows + row0 + r] = v;
-            }
+    mv_finish<MV_RPW, NT>(a, acc, rv, mi, row0, rows, lane);
 }
 
+/* ---------------------------------------------------------------------------------------
+ * q8_0 / q4_0 with int8 activations: x is quantized per 32-block while it is staged (scale
+ * amax/127, like the CPU backend's qx), and each 16-byte chunk of weights takes 4 (q8_0) or 8
+ * (q4_0) dp4a instructions instead of 16-32 conversions and FMAs. The error this adds is that
+ * of int8 activations (~4e-3 relative on a dot product); GGX_CUDA_INT8_X=0 selects the f32 path.
+ */
+/* x[t, e + 4q .. e + 4q + 3], transformed (fused SWIGLU / SIGMOID_MUL) */
+__device__ __forceinline__ float4 load_x4(const MvLaunch &a, const float4 *xp, const float4 *bp, int q) {
+    float4 f = __ldg(xp + q);
+    if (a.xmode != GGX_CUDA_X_PLAIN) {
+        const float4 g = __ldg(bp + q);
+        f.x = xform(a.xmode, f.x, g.x);
+        f.y = xform(a.xmode, f.y, g.y);
+        f.z = xform(a.xmode, f.z, g.z);
+        f.w = xform(a.xmode, f.w, g.w);
+    }
+    return f;
+}
+
+template <int T, int NT>
+__global__ void __launch_bounds__(MV_WARPS * 32) mvq_kernel(const MvLaunch a) {
+    constexpr int MV_RPW = 2;
+    constexpr int MV_ROWS_PER_BLOCK = MV_WARPS * MV_RPW;
+    constexpr int W = Tr<T>::W; /* 16 (q8_0) or 32 (q4_0) weights per chunk */
+    constexpr int CPL_X = (16384 / NT) / (32 * W);
+    constexpr int CPL = CPL_X < 1 ? 1 : (CPL_X > 4 ? 4 : CPL_X);
+    constexpr int TE = CPL * 32 * W;
+    __shared__ int4 xq[NT][TE / 16];    /* int8 x, 16 per slot, swizzled slots */
+    __shared__ float xd[NT][TE / 32];   /* per-block scale */
+    __shared__ int xsm[NT][TE / 32];    /* per-block sum of the int8 values (q4_0 offset) */
+
+    int mi = 0;
+#pragma unroll 1
+    while (mi + 1 < a.n_mats && (int)blockIdx.x >= a.block_start[mi + 1]) mi++;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int row0 = ((int)blockIdx.x - a.block_start[mi]) * MV_ROWS_PER_BLOCK + warp * MV_RPW;
+    const int rows = a.rows[mi];
+    const int cols = a.cols;
+    const int n_chunks = cols / W;
+    const uint8_t *w = a.w[mi];
+    const size_t row_bytes = (size_t)n_chunks * 16;
+    const uint8_t *sc = w + ggx_cuda_qs_bytes((enum ggx_type)T, rows, cols);
+    const int64_t blocks_per_row = cols / 32;
+
+    float acc[MV_RPW][NT];
+#pragma unroll
+    for (int r = 0; r < MV_RPW; r++)
+#pragma unroll
+        for (int t = 0; t < NT; t++) acc[r][t] = 0.0f;
+    bool rv[MV_RPW];
+#pragma unroll
+    for (int r = 0; r < MV_RPW; r++) rv[r] = row0 + r < rows;
+
+    const int ch0 = (int)blockIdx.y * a.cps;
+    const int ch1 = ch0 + a.cps < n_chunks ? ch0 + a.cps : n_chunks;
+    const int k_end = ch1 * W;
+    for (int tb = ch0 * W; tb < k_end; tb += TE) {
+        uint4 raw[CPL][MV_RPW];
+        float d[CPL][MV_RPW];
+        const int cbase = tb / W;
+#pragma unroll
+        for (int u = 0; u < CPL; u++) {
+            const int c = cbase + 32 * u + lane;
+            const int cc = c < ch1 ? c : ch1 - 1;
+#pragma unroll
+            for (int r = 0; r < MV_RPW; r++) {
+                const int rr = rv[r] ? row0 + r : (rows - 1);
+                raw[u][r] = __ldcs(reinterpret_cast<const uint4 *>(w + (size_t)rr * row_bytes) + cc);
+                d[u][r] = chunk_scale<T>(sc, (int64_t)rr * blocks_per_row, cc);
+            }
+        }
+        __syncthreads();
+        /* stage: one thread per (token, 32-block): transform, quantize */
+        for (int i = threadIdx.x; i < NT * (TE / 32); i += MV_WARPS * 32) {
+            const int t = i / (TE / 32), b = i % (TE / 32), e = tb + 32 * b;
+            const bool ok = t < a.n_tok && e < k_end;
+            const float4 *xp = reinterpret_cast<const float4 *>(a.x + (size_t)t * cols + e);
+            const float4 *bp = reinterpret_cast<const float4 *>(a.xb + (size_t)t * cols + e);
+            /* two passes over the 32 values (the second hits L1): few registers live */
+            float amax = 0.0f;
+#pragma unroll 2
+            for (int q = 0; q < 8 && ok; q++) {
+                const float4 f = load_x4(a, xp, bp, q);
+                amax = fmaxf(amax, fmaxf(fmaxf(fabsf(f.x), fabsf(f.y)), fmaxf(fabsf(f.z), fabsf(f.w))));
+            }
+            const float dx = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+            int packed[8], sum = 0;
+#pragma unroll
+            for (int q = 0; q < 8; q++) {
+                const float4 f = ok ? load_x4(a, xp, bp, q) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                const int q0 = __float2int_rn(f.x * inv), q1 = __float2int_rn(f.y * inv);
+                const int q2 = __float2int_rn(f.z * inv), q3 = __float2int_rn(f.w * inv);
+                sum += q0 + q1 + q2 + q3;
+                packed[q] = (int)((uint32_t)(q0 & 0xff) | (uint32_t)(q1 & 0xff) << 8 |
+                                  (uint32_t)(q2 & 0xff) << 16 | (uint32_t)(q3 & 0xff) << 24);
+            }
+            xq[t][swz(2 * b)] = make_int4(packed[0], packed[1], packed[2], packed[3]);
+            xq[t][swz(2 * b + 1)] = make_int4(packed[4], packed[5], packed[6], packed[7]);
+            xd[t][b] = dx;
+            xsm[t][b] = sum;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int u = 0; u < CPL; u++) {
+            const int cl = 32 * u + lane;
+            if (cbase + cl >= ch1) break;
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                if (t < a.n_tok) {
+                    if (T == GGX_TYPE_Q8_0) {
+                        const int4 xv = xq[t][swz(cl)];
+                        const float dx = xd[t][cl >> 1];
+#pragma unroll
+                        for (int r = 0; r < MV_RPW; r++) {
+                            int is = __dp4a((int)raw[u][r].x, xv.x, 0);
+                            is = __dp4a((int)raw[u][r].y, xv.y, is);
+                            is = __dp4a((int)raw[u][r].z, xv.z, is);
+                            is = __dp4a((int)raw[u][r].w, xv.w, is);
+                            acc[r][t] = fmaf(d[u][r] * dx, (float)is, acc[r][t]);
+                        }
+                    } else {
+                        const int4 x0 = xq[t][swz(2 * cl)], x1 = xq[t][swz(2 * cl + 1)];
+                        const float dx = xd[t][cl];
+                        const int off = 8 * xsm[t][cl];
+#pragma unroll
+                        for (int r = 0; r < MV_RPW; r++) {
+                            const uint4 q = raw[u][r];
+                            const int m = 0x0F0F0F0F;
+                            int is = __dp4a((int)(q.x & m), x0.x, 0);
+                            is = __dp4a((int)(q.y & m), x0.y, is);
+                            is = __dp4a((int)(q.z & m), x0.z, is);
+                            is = __dp4a((int)(q.w & m), x0.w, is);
+                            is = __dp4a((int)((q.x >> 4) & m), x1.x, is);
+                            is = __dp4a((int)((q.y >> 4) & m), x1.y, is);
+                            is = __dp4a((int)((q.z >> 4) & m), x1.z, is);
+                            is = __dp4a((int)((q.w >> 4) & m), x1.w, is);
+                            acc[r][t] = fmaf(d[u][r] * dx, (float)(is - off), acc[r][t]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    mv_finish<MV_RPW, NT>(a, acc, rv, mi, row0, rows, lane);
+}
+
+bool g_int8_x = true; /* q8_0/q4_0 matvecs quantize x to int8 (dp4a) */
 float *g_part;     /* split-K partials [MV_MAX_SPLIT][8][MV_PART_ROWS] */
 int *g_counters;   /* [MV_PART_ROWS] zeroed */
 constexpr int MV_MAX_SPLIT = 8, MV_PART_ROWS = 65536;
@@ -311,6 +466,15 @@ cudaError_t launch_type(cudaStream_t s, MvLaunch &a, int n_blocks) {
     a.part = g_part;
     a.counters = g_counters;
     const dim3 grid((unsigned)n_blocks, (unsigned)splits);
+    if constexpr (T == GGX_TYPE_Q8_0 || T == GGX_TYPE_Q4_0) {
+        if (g_int8_x) {
+            if (nt == 1) mvq_kernel<T, 1><<<grid, MV_WARPS * 32, 0, s>>>(a);
+            else if (nt == 2) mvq_kernel<T, 2><<<grid, MV_WARPS * 32, 0, s>>>(a);
+            else if (nt <= 4) mvq_kernel<T, 4><<<grid, MV_WARPS * 32, 0, s>>>(a);
+            else mvq_kernel<T, 8><<<grid, MV_WARPS * 32, 0, s>>>(a);
+            return cudaGetLastError();
+        }
+    }
     if (nt == 1) mv_kernel<T, 1><<<grid, MV_WARPS * 32, 0, s>>>(a);
     else if (nt == 2) mv_kernel<T, 2><<<grid, MV_WARPS * 32, 0, s>>>(a);
     else if (nt <= 4) mv_kernel<T, 4><<<grid, MV_WARPS * 32, 0, s>>>(a);
@@ -319,6 +483,9 @@ cudaError_t launch_type(cudaStream_t s, MvLaunch &a, int n_blocks) {
 }
 
 } // namespace
+
+void ggx_cuda_mv_set_int8_x(bool on) { g_int8_x = on; }
+bool ggx_cuda_mv_int8_x(void) { return g_int8_x; }
 
 cudaError_t ggx_cuda_mv_init(void) {
     if (g_part) return cudaSuccess;
