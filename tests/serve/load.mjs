@@ -39,6 +39,7 @@ async function one(i) {
     : { prompt: p, max_tokens: MAXT, temperature: +opt.temp, stream };
   if (+opt.temp > 0) body.seed = 1000 + (i % NP);
   if (flags.has('ignore-eos')) body.ignore_eos = true;
+  if (stream) body.stream_options = { include_usage: true }; // exact token counts
   const headers = { 'Content-Type': 'application/json' };
   if (opt.key) headers.Authorization = `Bearer ${opt.key}`;
   const t0 = performance.now();
@@ -73,7 +74,7 @@ async function one(i) {
           const piece = chat ? (o.choices[0].delta.content ?? '') : o.choices[0].text;
           if (piece.length && ttft === null) ttft = performance.now() - t0;
           text += piece;
-          if (piece.length) ntok++;
+          if (o.usage) ntok = o.usage.completion_tokens;
           if (o.choices[0].finish_reason) finish = o.choices[0].finish_reason;
         }
       }
@@ -101,7 +102,7 @@ const pct = (xs, q) => {
   return +s[Math.min(s.length - 1, Math.floor(q * s.length))].toFixed(1);
 };
 const lat = ok.map((r) => r.ms), ft = ok.filter((r) => r.ttft !== null).map((r) => r.ttft);
-// non-streaming requests count usage tokens; streaming ones count non-empty deltas
+// generated tokens: usage.completion_tokens (on the last chunk when streaming)
 const gen = ok.reduce((a, r) => a + r.ntok, 0);
 const out = {
   requests: N, concurrency: C, ok: ok.length, failed: results.length - ok.length,
