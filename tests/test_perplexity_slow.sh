@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_perplexity.sh — `ggx perplexity` on the held-out text: mean_nll within 1e-3 of the
+# test_perplexity_slow.sh — `ggx perplexity` on the held-out text: mean_nll within 1e-3 of the
 # transformers stream value 3.8494 (f32 and bf16 files, different --ctx chunkings), and the
 # --kl-base report (q8_0 vs f32: small positive KL, high top-1 agreement; a model against
 # itself: KL 0, agreement 1). Bad input fails with a message.
@@ -51,5 +51,5 @@ msg=$("$BIN" perplexity -m "$T/f32.ggx" -f "$T/missing.txt" 2>&1); rc=$?
 msg=$("$BIN" perplexity -f "$VAL" 2>&1); rc=$?
 [ $rc -eq 2 ] && ok || bad "no -m: rc=$rc"
 
-echo "test_perplexity: $pass passed, $fail failed"
+echo "test_perplexity_slow: $pass passed, $fail failed"
 [ $fail -eq 0 ]
