@@ -98,6 +98,16 @@ check '[ ! -e "$T/e.ggx" ]'
 "$BIN" quantize "$T/missing.ggx" "$T/e.ggx" --type q4_0 2> "$T/err.txt"; check '[ $? -eq 1 ] && [ -s "$T/err.txt" ]'
 head -c 5000 "$T/f32.ggx" > "$T/trunc.ggx"
 "$BIN" quantize "$T/trunc.ggx" "$T/e.ggx" --type q4_0 2> "$T/err.txt"; check '[ $? -eq 1 ] && [ -s "$T/err.txt" ]'
+# a corrupted input (one flipped byte in a tensor's data) is refused, naming the tensor
+off=$("$BIN" inspect "$T/f32.ggx" --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+t = [t for t in d["tensors"] if t["name"] == "backbone.blocks.1.ffn.proj_up.weight"][0]
+print(t["offset"] + 1000)')
+cp "$T/f32.ggx" "$T/bad.ggx"
+python3 -c 'import sys; f = open(sys.argv[1], "r+b"); o = int(sys.argv[2]); f.seek(o); b = f.read(1); f.seek(o); f.write(bytes([b[0] ^ 0x10]))' "$T/bad.ggx" "$off"
+"$BIN" quantize "$T/bad.ggx" "$T/e.ggx" --type q4_0 --quiet 2> "$T/err.txt"; rc=$?
+check '[ $rc -eq 1 ] && grep -q "blocks.1.ffn.proj_up.weight" "$T/err.txt" && grep -q "checksum" "$T/err.txt"'
 check '[ ! -e "$T/e.ggx" ] && [ -z "$(ls "$T" | grep -v "\.ggx$\|\.txt$")" ]'
 
 echo "test_quantize: $pass passed, $fail failed"

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define MAX_THREADS 256
 #define CHUNK_ELEMS (8 << 20) /* elements converted per step (32 MiB of f32 scratch) */
@@ -256,9 +257,28 @@ static void *run_job(void *arg) {
     return NULL;
 }
 
+/* The source tensor's CRC32, checked right before its data is used: a corrupted input must not
+ * come out as a quantized file with fresh, valid checksums. */
+static ggx_status check_crc(const ggx_tensor_info *t) {
+    uLong c = crc32(0L, Z_NULL, 0);
+    const uint8_t *p = t->data;
+    for (uint64_t left = t->size; left;) {
+        const uInt n = left > (1u << 30) ? (1u << 30) : (uInt)left;
+        c = crc32(c, p, n);
+        p += n;
+        left -= n;
+    }
+    if ((uint32_t)c != t->crc32)
+        return ggx_fail(GGX_ERR_CHECKSUM, "tensor %s: checksum mismatch in the input (crc32 %08x, "
+                        "table says %08x); the file is corrupted", t->name, (unsigned)c, (unsigned)t->crc32);
+    return GGX_OK;
+}
+
 static ggx_status write_tensor(ggx_writer *w, const plan_item *it, int nthreads, uint8_t *out,
                                float *scratch, ggx_progress *prog, uint64_t *done) {
     const size_t drow = ggx_row_size(it->dst, it->row_len);
+    ggx_status cs = check_crc(it->t);
+    if (cs) return cs;
     int64_t chunk = it->row_len ? CHUNK_ELEMS / it->row_len : 1;
     if (chunk < 1) chunk = 1;
     for (int64_t base = 0; base < it->rows; base += chunk) {
