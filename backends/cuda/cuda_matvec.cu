@@ -298,7 +298,8 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(const MvLaunch a) {
  * q8_0 / q4_0 with int8 activations: x is quantized per 32-block while it is staged (scale
  * amax/127, like the CPU backend's qx), and each 16-byte chunk of weights takes 4 (q8_0) or 8
  * (q4_0) dp4a instructions instead of 16-32 conversions and FMAs. The error this adds is that
- * of int8 activations (~4e-3 relative on a dot product); GGX_CUDA_INT8_X=0 selects the f32 path.
+ * of int8 activations (~4e-3 relative on a dot product). Off by default: on the H100 it was
+ * slower than the f32 path (7B q8_0 decode 6.2 vs 4.7 ms/step, q4_0 4.6 vs 4.0; GGX_CUDA_INT8_X=1).
  */
 /* x[t, e + 4q .. e + 4q + 3], transformed (fused SWIGLU / SIGMOID_MUL) */
 __device__ __forceinline__ float4 load_x4(const MvLaunch &a, const float4 *xp, const float4 *bp, int q) {
@@ -440,7 +441,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mvq_kernel(const MvLaunch a) {
     mv_finish<MV_RPW, NT>(a, acc, rv, mi, row0, rows, lane);
 }
 
-bool g_int8_x = true; /* q8_0/q4_0 matvecs quantize x to int8 (dp4a) */
+bool g_int8_x = false; /* q8_0/q4_0 matvecs quantize x to int8 (dp4a): measured slower */
 float *g_part;     /* split-K partials [MV_MAX_SPLIT][8][MV_PART_ROWS] */
 int *g_counters;   /* [MV_PART_ROWS] zeroed */
 constexpr int MV_MAX_SPLIT = 8, MV_PART_ROWS = 65536;

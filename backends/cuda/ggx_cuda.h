@@ -24,9 +24,9 @@ ggx_status ggx_cuda_fill_random(ggx_backend *be, void *dev, enum ggx_type t, int
                                 int64_t cols, uint64_t seed, float scale);
 /* Capture-and-replay of repeated graphs as CUDA graphs: on (default) or off. */
 void ggx_cuda_set_graphs(ggx_backend *be, int on);
-/* q8_0/q4_0 decode matvecs: int8 activations with dp4a (1, the default; ~4e-3 relative error
- * per product, like the CPU backend) or f32 activations (0; exact dequantized weights). Global;
- * GGX_CUDA_INT8_X=0 in the environment sets it at backend creation. */
+/* q8_0/q4_0 decode matvecs: f32 activations (0, the default: exact dequantized weights) or int8
+ * activations with dp4a (1; ~4e-3 relative error per product, like the CPU backend; slower on
+ * the H100 as measured). Global; GGX_CUDA_INT8_X=1 in the environment sets it at creation. */
 void ggx_cuda_set_int8_activations(int on);
 int ggx_cuda_int8_activations(void);
 /* Free and total device memory in bytes; peak bytes allocated by this backend so far. */
