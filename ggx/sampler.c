@@ -269,7 +269,8 @@ static void sort_cand(const float *l, int32_t *c, int32_t *tmp, int n) {
     memcpy(c, tmp, sizeof(int32_t) * (size_t)n);
 }
 
-/* Keep the k best of c[0..n) in c[0..k), sorted: a binary min-heap of size k ("worst on top"). */
+/* Move the k best of c[0..n) to c[0..k) (unsorted: a binary heap with the worst on top); c stays a
+ * permutation of its input. */
 static void select_top_k(const float *l, int32_t *c, int n, int k) {
     /* heap in c[0..k): parent is "worse or equal" than children (worst at the root) */
     for (int i = k / 2 - 1; i >= 0; i--) {
@@ -285,7 +286,9 @@ static void select_top_k(const float *l, int32_t *c, int n, int k) {
     }
     for (int i = k; i < n; i++) {
         if (!before(l, c[i], c[0])) continue;
+        int32_t t = c[0]; /* swap, so c stays a permutation of the candidates */
         c[0] = c[i];
+        c[i] = t;
         int r = 0;
         for (;;) {
             int w = r, a = 2 * r + 1, b = 2 * r + 2;
@@ -343,22 +346,46 @@ int32_t ggx_sampler_sample(ggx_sampler *s, float *logits, int n_vocab) {
         if (logits[i] > -INFINITY) c[nc++] = i;
     if (nc == 0) return argmax(logits, n);
 
-    /* 4. top-k (then sort the survivors); without top-k sort everything (top-p needs order) */
-    int32_t *tmp = (int32_t *)s->prob; /* sizeof(double) >= sizeof(int32_t): free until step 5 */
+    /* 4. top-k */
+    int32_t *tmp = (int32_t *)s->prob; /* sizeof(double) >= sizeof(int32_t): free until sorted */
     if (p->top_k > 0 && p->top_k < nc) {
         select_top_k(logits, c, nc, p->top_k);
         nc = p->top_k;
     }
-    sort_cand(logits, c, tmp, nc);
 
-    /* probabilities at temperature 1 over the current candidates */
+    /* probabilities at temperature 1 relative to the best: exp(logit - max); `total` is the
+     * mass of the whole candidate set, the denominator of top-p */
+    double mx = -INFINITY, total = 0;
+    for (int i = 0; i < nc; i++) mx = logits[c[i]] > mx ? logits[c[i]] : mx;
+    for (int i = 0; i < nc; i++) total += exp((double)logits[c[i]] - mx);
+
+    /* Shrink before sorting (a 50k vocabulary costs milliseconds to sort), without changing the
+     * result: min-p would drop these ids anyway, and when the best K ids already hold the top-p
+     * mass, the top-p prefix lies inside them. */
+    if (p->min_p > 0.0f) {
+        int k = 0;
+        for (int i = 0; i < nc; i++)
+            if (exp((double)logits[c[i]] - mx) >= (double)p->min_p) c[k++] = c[i];
+        nc = k; /* the best id always passes (exp(0) = 1 >= min_p) */
+    }
+    if (p->top_p < 1.0f) {
+        for (int K = 256; K < nc && K <= 4096; K *= 16) {
+            select_top_k(logits, c, nc, K);
+            double mass = 0;
+            for (int i = 0; i < K; i++) mass += exp((double)logits[c[i]] - mx);
+            if (mass >= (double)p->top_p * total) {
+                nc = K;
+                break;
+            }
+        }
+    }
+    sort_cand(logits, c, tmp, nc);
     double *pr = s->prob;
-    double mx = logits[c[0]], sum = 0;
-    for (int i = 0; i < nc; i++) sum += (pr[i] = exp((double)logits[c[i]] - mx));
+    for (int i = 0; i < nc; i++) pr[i] = exp((double)logits[c[i]] - mx);
 
     /* 5. top-p: shortest prefix whose mass reaches top_p */
     if (p->top_p < 1.0f) {
-        double acc = 0, target = (double)p->top_p * sum;
+        double acc = 0, target = (double)p->top_p * total;
         int keep = nc;
         for (int i = 0; i < nc; i++) {
             acc += pr[i];
@@ -379,8 +406,7 @@ int32_t ggx_sampler_sample(ggx_sampler *s, float *logits, int n_vocab) {
     }
 
     /* 7. temperature and one draw */
-    double inv_t = 1.0 / (double)p->temperature;
-    sum = 0;
+    double inv_t = 1.0 / (double)p->temperature, sum = 0;
     for (int i = 0; i < nc; i++) sum += (pr[i] = exp(((double)logits[c[i]] - mx) * inv_t));
     double u = rng_uniform(s) * sum, acc = 0;
     for (int i = 0; i < nc; i++) {

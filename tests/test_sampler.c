@@ -438,6 +438,117 @@ static void test_random_consistency(void) {
     }
 }
 
+/* A large vocabulary with padding rows, where the filters keep a few hundred ids: the draws must
+ * follow the reference pipeline written out plainly here (full sort, top-p prefix, min-p, softmax
+ * at T). This exercises the sampler's shrink-before-sort paths (best 256, best 4096). */
+static const float *g_ref_l;
+static int cmp_ref(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    if (g_ref_l[x] != g_ref_l[y]) return g_ref_l[x] > g_ref_l[y] ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+static void test_large_vocab(void) {
+    enum { V = 12000, VALID = 11950, DRAWS = 1500 };
+    static float l[V], b[V];
+    static int32_t order[VALID];
+    static double expect[VALID];
+    static int counts[VALID];
+    uint64_t x = 12345;
+    for (int i = 0; i < V; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        double u = (double)(x >> 11) / 9007199254740992.0;
+        l[i] = (i % 97 == 5) ? (float)(2.0 + u) : (float)(-10.0 + 5.0 * u); /* ~124 high ids */
+    }
+    l[VALID + 3] = 50.0f; /* a padding row that must never win */
+    const float tps[2] = {0.5f, 0.95f}, mps[2] = {0.0f, 0.6f};
+    for (int cfg = 0; cfg < 4; cfg++) {
+        float top_p = tps[cfg & 1], min_p = mps[cfg >> 1], temp = 3.0f;
+        /* reference */
+        g_ref_l = l;
+        for (int i = 0; i < VALID; i++) order[i] = i;
+        qsort(order, VALID, sizeof *order, cmp_ref);
+        double mx = l[order[0]], total = 0, acc = 0;
+        for (int i = 0; i < VALID; i++) total += exp((double)l[order[i]] - mx);
+        int keep = VALID;
+        for (int i = 0; i < VALID; i++) {
+            acc += exp((double)l[order[i]] - mx);
+            if (acc >= (double)top_p * total) {
+                keep = i + 1;
+                break;
+            }
+        }
+        int k2 = 1;
+        while (k2 < keep && exp((double)l[order[k2]] - mx) >= (double)min_p) k2++;
+        if (min_p > 0) keep = k2;
+        memset(expect, 0, sizeof expect);
+        double z = 0;
+        for (int i = 0; i < keep; i++) z += (expect[order[i]] = exp(((double)l[order[i]] - mx) / temp));
+        for (int i = 0; i < keep; i++) expect[order[i]] /= z;
+
+        ggx_sampler_params p = plain(temp, 777 + (uint64_t)cfg);
+        p.top_p = top_p;
+        p.min_p = min_p;
+        p.n_vocab_valid = VALID;
+        ggx_sampler *s = make(&p);
+        memset(counts, 0, sizeof counts);
+        int outside = 0;
+        for (int d = 0; d < DRAWS; d++) {
+            memcpy(b, l, sizeof b);
+            int32_t id = ggx_sampler_sample(s, b, V);
+            if (id < 0 || id >= VALID || expect[id] == 0) outside++;
+            else counts[id]++;
+        }
+        double chi = 0;
+        for (int i = 0; i < keep; i++) {
+            double e = expect[order[i]] * DRAWS;
+            chi += (counts[order[i]] - e) * (counts[order[i]] - e) / e;
+        }
+        /* 0.1% critical value, Wilson-Hilferty approximation */
+        double df = keep - 1, h = 2.0 / (9.0 * df);
+        double crit = df > 0 ? df * pow(1 - h + 3.09 * sqrt(h), 3) : 0;
+        TEST_CHECK_MSG(outside == 0 && chi <= crit,
+                       "large vocab top-p %.2f min-p %.2f: kept %d, %d draws outside, chi %.1f "
+                       "(crit %.1f)", (double)top_p, (double)min_p, keep, outside, chi, crit);
+        ggx_sampler_free(s);
+    }
+
+    /* more than 256 ids kept (the sampler's second shrink size): membership and coverage */
+    for (int i = 0; i < V; i++)
+        if (i % 29 == 5 && i < VALID) l[i] = 2.0f + (float)(i % 7) * 0.1f; /* ~412 high ids */
+    g_ref_l = l;
+    for (int i = 0; i < VALID; i++) order[i] = i;
+    qsort(order, VALID, sizeof *order, cmp_ref);
+    double mx = l[order[0]], total = 0, acc = 0;
+    for (int i = 0; i < VALID; i++) total += exp((double)l[order[i]] - mx);
+    int keep = VALID;
+    for (int i = 0; i < VALID; i++) {
+        acc += exp((double)l[order[i]] - mx);
+        if (acc >= 0.99 * total) {
+            keep = i + 1;
+            break;
+        }
+    }
+    memset(expect, 0, sizeof expect);
+    for (int i = 0; i < keep; i++) expect[order[i]] = 1;
+    ggx_sampler_params p = plain(20.0f, 4242);
+    p.top_p = 0.99f;
+    p.n_vocab_valid = VALID;
+    ggx_sampler *s = make(&p);
+    memset(counts, 0, sizeof counts);
+    int outside = 0, covered = 0;
+    for (int d = 0; d < 6 * keep; d++) {
+        memcpy(b, l, sizeof b);
+        int32_t id = ggx_sampler_sample(s, b, V);
+        if (id < 0 || id >= VALID || expect[id] == 0) outside++;
+        else covered += counts[id]++ == 0;
+    }
+    TEST_CHECK_MSG(keep > 256 && outside == 0 && covered >= keep * 95 / 100,
+                   "large vocab top-p 0.99: kept %d, %d draws outside, %d covered", keep, outside,
+                   covered);
+    ggx_sampler_free(s);
+}
+
 static void test_bad_params(void) {
     ggx_sampler *s = NULL;
     ggx_sampler_params p = ggx_sampler_default_params();
@@ -476,6 +587,7 @@ int main(void) {
     test_penalty();
     test_seed_and_state();
     test_random_consistency();
+    test_large_vocab();
     test_bad_params();
     return test_finish("test_sampler");
 }
