@@ -558,9 +558,10 @@ static void test_fused_chain(enum ggx_type t, int n) {
         const double e1 = rel_err(ox, rx1, n * E), e3 = rel_err(oo, ro, n * E);
         const double e2 = fmax(rel_err(oi, rgi, n * 6), rel_err(of, rgf, n * 6));
         free(of);
-        /* bf16 weights with more than 3 tokens take the bf16 GEMM path */
-        const double tq = ((t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0) && ggx_cuda_int8_activations()) ||
-                                  (t == GGX_TYPE_BF16 && n > 3) ? 1e-2 : 1e-5;
+        /* bf16 weights with more than 3 tokens take the bf16 GEMM path: three chained bf16
+         * products (activations rounded to bf16 each time, swiglu in between) measured 1.4e-2 */
+        const double tq = (t == GGX_TYPE_BF16 && n > 3) ? 3e-2 :
+                          ((t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0) && ggx_cuda_int8_activations()) ? 1e-2 : 1e-5;
         TEST_CHECK_MSG(e1 <= 1e-5 && e2 <= tq && e3 <= tq, "fused chain %s n=%d call %d: rel err %.3g %.3g %.3g",
                        ggx_type_name(t), n, call, e1, e2, e3);
         if (call == 2) printf("  fused chain %-5s n=%d: rel err add %.2e, gate %.2e, out %.2e\n", ggx_type_name(t), n, e1, e2, e3);
