@@ -53,7 +53,8 @@ static void usage(FILE *out) {
             "  -n, --n-predict N      at most N tokens per reply (default 256)\n"
             "      --template STR     chat template with one {msg}, C escapes allowed\n"
             "                         (default: the model's tokenizer.chat_template, else\n"
-            "                         \"User: {msg}\\nAssistant:\")\n"
+            "                         \"User: {msg}\\nAssistant:\"; the built-in model: --raw,\n"
+            "                         replies ending at a blank line)\n"
             "      --raw              no template: the model continues your text as is\n"
             "      --stop STR         also end a reply at STR (repeatable)\n"
             "      --bos / --no-bos   start the conversation with BOS or not\n");
