@@ -656,6 +656,11 @@ int main(void) {
     test_mlstm(3, 40, 70, 3, l3, 3);     /* awkward sizes, mixed lengths */
     test_mlstm(8, 256, 512, 2, l2, 4);   /* 7B heads, batched decode */
     if (!san) test_mlstm(2, 256, 512, 8, l8, 3); /* 8 sequences */
+    /* chunkwise prefill (chunks of 64) + recurrent tails, then decode steps on the same states */
+    const int lc2[2] = {200, 64}, lc3[3] = {130, 7, 192}, lc1[1] = {300};
+    test_mlstm(3, 40, 70, 2, lc2, 2);
+    test_mlstm(4, 32, 64, 3, lc3, 2);
+    test_mlstm(8, 256, 512, 1, lc1, 2);
     for (int ti = 0; ti < 5; ti++) {
         test_fused_chain(types[ti], 1);
         test_fused_chain(types[ti], 5);

@@ -70,6 +70,9 @@ struct Ctx {
     /* GGX_CUDA_PROFILE=1: eager runs with an event between node groups; time per op kind
      * (MUL_MAT split into matvec [0] and GEMM [1]) printed to stderr by free */
     int fuse;    /* GGX_CUDA_FUSE=0 turns the decode fusions off */
+    int chunkwise; /* GGX_CUDA_CHUNKWISE=0: mLSTM prefill token by token only */
+    void *mlstm_scratch;
+    size_t mlstm_scratch_size;
     int profile;
     cudaEvent_t *prof_ev;
     int prof_n_ev;
@@ -561,6 +564,17 @@ ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
         a.max_len = 0;
         for (int q = 0; q < b->n_seqs; q++) a.max_len = b->seq_len[q] > a.max_len ? b->seq_len[q] : a.max_len;
         a.eps = n->f[0];
+        a.total_tokens = (int)t_rows(n->src[0]);
+        a.chunk = 0;
+        a.scratch = nullptr;
+        if (c->chunkwise && n->i[4] > 0 &&
+            ggx_cuda_mlstm_scratch_floats(a.n_seqs, a.max_len, a.total_tokens, a.nh, a.dqk, a.dv, n->i[4]) &&
+            c->mlstm_scratch_size >= sizeof(float) * ggx_cuda_mlstm_scratch_floats(a.n_seqs, a.max_len,
+                                                       a.total_tokens, a.nh, a.dqk, a.dv, n->i[4])) {
+            a.chunk = n->i[4];
+            a.scratch = static_cast<float *>(c->mlstm_scratch);
+            GGX_CU_TRY(ggx_cuda_mlstm_chunkwise(s, &a), "mlstm chunkwise");
+        }
         GGX_CU_TRY(ggx_cuda_mlstm_recurrent(s, &a), "mlstm");
         return GGX_OK;
     }
@@ -750,6 +764,20 @@ ggx_status be_graph_compute(ggx_backend *be, ggx_graph *g) {
         return st;
     if ((st = ensure_buf(c, &c->scratch_x, &c->scratch_x_size, xn, "GEMM activation scratch")) != GGX_OK)
         return st;
+    if (c->chunkwise && g->batch) { /* chunkwise mLSTM: gate sums and the states at chunk starts */
+        size_t mn = 0;
+        int max_len = 0;
+        for (int q = 0; q < g->batch->n_seqs; q++) max_len = g->batch->seq_len[q] > max_len ? g->batch->seq_len[q] : max_len;
+        for (int k = 0; k < g->n_nodes; k++) {
+            const ggx_tensor *n = g->nodes[k];
+            if (n->op != GGX_OP_MLSTM) continue;
+            const size_t f = ggx_cuda_mlstm_scratch_floats(g->batch->n_seqs, max_len, (int)t_rows(n->src[0]),
+                                                           n->i[1], n->i[2], n->i[3], n->i[4]);
+            mn = f * sizeof(float) > mn ? f * sizeof(float) : mn;
+        }
+        if ((st = ensure_buf(c, &c->mlstm_scratch, &c->mlstm_scratch_size, mn, "mLSTM chunkwise scratch")) != GGX_OK)
+            return st;
+    }
 
     if (!c->graphs_on || c->profile) return run_nodes(c, g);
     const uint64_t key = graph_key(g);
@@ -818,6 +846,7 @@ void be_free(ggx_backend *be) {
         cudaFree(c->cublas_ws);
         cudaFree(c->scratch_w);
         cudaFree(c->scratch_x);
+        cudaFree(c->mlstm_scratch);
         cudaFree(c->tab_dev);
         cudaFree(c->counters);
         cudaFreeHost(c->tab_host);
@@ -873,6 +902,7 @@ extern "C" ggx_status ggx_backend_cuda_init(const ggx_backend_params *p, ggx_bac
     c->graphs_on = !(env && env[0] == '0');
     c->profile = (env = getenv("GGX_CUDA_PROFILE")) && env[0] == '1';
     c->fuse = !((env = getenv("GGX_CUDA_FUSE")) && env[0] == '0');
+    c->chunkwise = !((env = getenv("GGX_CUDA_CHUNKWISE")) && env[0] == '0');
     if ((env = getenv("GGX_CUDA_INT8_X"))) ggx_cuda_mv_set_int8_x(env[0] != '0');
     if ((env = getenv("GGX_CUDA_MV_MAX")) && atoi(env) >= 0) g_mv_max_tokens = atoi(env);
     cudaDeviceProp prop;

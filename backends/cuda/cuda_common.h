@@ -104,10 +104,23 @@ typedef struct ggx_cuda_mlstm_args {
     int *counters;                      /* device [n_seqs * NH] zeroed ints (last-block handoff) */
     int n_seqs, nh, dqk, dv, max_len;
     float eps;
+    /* chunkwise prefill (xlstm-spec §5): chunk > 0 -> the first (len / chunk) * chunk tokens of
+     * each sequence are done by ggx_cuda_mlstm_chunkwise and the recurrent kernel only runs the
+     * tail; 0 -> the recurrent kernel runs everything */
+    int chunk;
+    int total_tokens;   /* T */
+    float *scratch;     /* ggx_cuda_mlstm_scratch_floats() floats */
 } ggx_cuda_mlstm_args;
 /* Token-by-token recurrence (xlstm-spec §4) for every sequence; state updated in place. */
 cudaError_t ggx_cuda_mlstm_recurrent(cudaStream_t s, const ggx_cuda_mlstm_args *a);
 bool ggx_cuda_mlstm_supported(int dqk, int dv);
+/* Chunkwise form for the whole chunks of every sequence: gate prefix sums, the chunk-to-chunk
+ * state recurrence (states at chunk starts saved to scratch), and the outputs of every chunk in
+ * parallel. Call before ggx_cuda_mlstm_recurrent with the same args (chunk > 0). */
+cudaError_t ggx_cuda_mlstm_chunkwise(cudaStream_t s, const ggx_cuda_mlstm_args *a);
+/* scratch floats the chunkwise path needs (0 if it cannot be used for these sizes) */
+size_t ggx_cuda_mlstm_scratch_floats(int n_seqs, int max_len, int total_tokens, int nh, int dqk,
+                                     int dv, int chunk);
 
 /* Fill n elements of a buffer of type t (device layout) with random data (benchmarks/tests). */
 cudaError_t ggx_cuda_fill_random_dev(cudaStream_t s, enum ggx_type t, void *w, int64_t rows,

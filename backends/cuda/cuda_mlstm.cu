@@ -31,7 +31,8 @@ __global__ void __launch_bounds__(ML_WARPS * 32) mlstm_rec_kernel(const ggx_cuda
     __shared__ int is_last;
 
     const int h = blockIdx.x, tile = blockIdx.y, s = blockIdx.z;
-    const int len = a.seq_len[s], off = a.seq_off[s];
+    const int full = a.seq_len[s], skip = a.chunk > 0 ? full / a.chunk * a.chunk : 0;
+    const int len = full - skip, off = a.seq_off[s] + skip; /* the chunkwise kernels did skip */
     if (len <= 0) return;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int nh = a.nh, dqk = a.dqk, dv = a.dv;
@@ -132,7 +133,291 @@ __global__ void __launch_bounds__(ML_WARPS * 32) mlstm_rec_kernel(const ggx_cuda
     }
 }
 
+
+/* ======================================================================= chunkwise (§5) =====
+ * Scratch layout (floats): B [T, NH] prefix sums of logsigmoid(f~) within each chunk, RB [T, NH]
+ * the reverse sums (b_L - b_j), then per (sequence, chunk, head) the state at the chunk start:
+ * C [DQK, DV], n [DQK], m [1]. All f32. */
+
+__host__ __device__ __forceinline__ size_t st_stride(int dqk, int dv) { return (size_t)dqk * dv + dqk + 1; }
+
+/* one thread per (sequence, head, chunk) */
+__global__ void mlstm_gates_kernel(const ggx_cuda_mlstm_args a, int T, int max_chunks) {
+    const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    const int nh = a.nh, L = a.chunk;
+    const int h = idx % nh, c = (idx / nh) % max_chunks, s = idx / (nh * max_chunks);
+    if (s >= a.n_seqs || c >= a.seq_len[s] / L) return;
+    float *B = a.scratch, *RB = a.scratch + (size_t)T * nh;
+    const size_t r0 = (size_t)a.seq_off[s] + (size_t)c * L;
+    float cum = 0.0f;
+    for (int j = 0; j < L; j++) {
+        cum += logsigmoidf_(a.fg[(r0 + j) * nh + h]);
+        B[(r0 + j) * nh + h] = cum;
+    }
+    float rev = 0.0f; /* b_L - b_j as a reverse sum (more accurate than the difference) */
+    for (int j = L - 1; j >= 0; j--) {
+        RB[(r0 + j) * nh + h] = rev;
+        rev += logsigmoidf_(a.fg[(r0 + j) * nh + h]);
+    }
+}
+
+/* Chunk-to-chunk recurrence. Block per (head, 32-column tile, sequence), C tile in registers
+ * (like the recurrent kernel). Per chunk: save the state at the chunk start, then
+ * m_c = max(g + m, max_j a_j), C = e^(g+m-m_c) C + sum_j e^(a_j-m_c) k_j v_j^T (same for n). */
+template <int RPT>
+__global__ void __launch_bounds__(ML_WARPS * 32) mlstm_inter_kernel(const ggx_cuda_mlstm_args a, int T,
+                                                                    int max_chunks) {
+    constexpr int SUB = 16; /* tokens staged at a time */
+    __shared__ float ks[SUB][ML_MAX_DQK];
+    __shared__ float vs[SUB][32];
+    __shared__ float ws[SUB];
+    __shared__ int is_last;
+    const int h = blockIdx.x, tile = blockIdx.y, s = blockIdx.z;
+    const int L = a.chunk, nc = a.seq_len[s] / L;
+    if (nc <= 0) return;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int nh = a.nh, dqk = a.dqk, dv = a.dv;
+    const int j = tile * 32 + lane;
+    const bool jv = j < dv, iv = tid < dqk;
+    float *Cp = a.state_ptrs[3 * s + 0] + (size_t)h * dqk * dv;
+    float *np = a.state_ptrs[3 * s + 1] + (size_t)h * dqk;
+    float *mp = a.state_ptrs[3 * s + 2] + h;
+    const float *B = a.scratch, *RB = a.scratch + (size_t)T * nh;
+    float *saved = a.scratch + (size_t)2 * T * nh;
+    float c[RPT];
+#pragma unroll
+    for (int r = 0; r < RPT; r++) {
+        const int i = warp + ML_WARPS * r;
+        c[r] = (i < dqk && jv) ? Cp[(size_t)i * dv + j] : 0.0f;
+    }
+    float n_own = iv ? np[tid] : 0.0f;
+    float m = *mp;
+    for (int ch = 0; ch < nc; ch++) {
+        /* save the state at the chunk start for the output kernel */
+        float *sv = saved + (((size_t)s * max_chunks + ch) * nh + h) * st_stride(dqk, dv);
+#pragma unroll
+        for (int r = 0; r < RPT; r++) {
+            const int i = warp + ML_WARPS * r;
+            if (i < dqk && jv) sv[(size_t)i * dv + j] = c[r];
+        }
+        if (tile == 0) {
+            if (iv) sv[(size_t)dqk * dv + tid] = n_own;
+            if (tid == 0) sv[(size_t)dqk * dv + dqk] = m;
+        }
+        const size_t r0 = (size_t)a.seq_off[s] + (size_t)ch * L;
+        /* m_c: every thread computes it (the same way) from the chunk's gates */
+        const float g = B[(r0 + L - 1) * nh + h];
+        float amax = -INFINITY;
+        for (int q = 0; q < L; q++) amax = fmaxf(amax, RB[(r0 + q) * nh + h] + a.ig[(r0 + q) * nh + h]);
+        const float m_c = fmaxf(g + m, amax);
+        const float decay = expf(g + m - m_c);
+#pragma unroll
+        for (int r = 0; r < RPT; r++) c[r] *= decay;
+        n_own *= decay;
+        for (int q0 = 0; q0 < L; q0 += SUB) {
+            __syncthreads(); /* previous users of ks/vs/ws are done */
+            for (int e = tid; e < SUB * dqk; e += blockDim.x) {
+                const int q = e / dqk, i = e % dqk;
+                ks[q][i] = q0 + q < L ? a.k[(r0 + q0 + q) * nh * dqk + (size_t)h * dqk + i] : 0.0f;
+            }
+            for (int e = tid; e < SUB * 32; e += blockDim.x) {
+                const int q = e / 32, jj = tile * 32 + e % 32;
+                vs[q][e % 32] = (q0 + q < L && jj < dv) ? a.v[(r0 + q0 + q) * nh * dv + (size_t)h * dv + jj] : 0.0f;
+            }
+            if (tid < SUB)
+                ws[tid] = q0 + tid < L ? expf(RB[(r0 + q0 + tid) * nh + h] + a.ig[(r0 + q0 + tid) * nh + h] - m_c) : 0.0f;
+            __syncthreads();
+#pragma unroll 4
+            for (int q = 0; q < SUB; q++) {
+                const float wv = ws[q] * vs[q][lane];
+#pragma unroll
+                for (int r = 0; r < RPT; r++) {
+                    const int i = warp + ML_WARPS * r;
+                    if (i < dqk) c[r] = fmaf(ks[q][i], wv, c[r]);
+                }
+                if (iv) n_own = fmaf(ws[q], ks[q][tid], n_own);
+            }
+        }
+        m = m_c;
+    }
+#pragma unroll
+    for (int r = 0; r < RPT; r++) {
+        const int i = warp + ML_WARPS * r;
+        if (i < dqk && jv) Cp[(size_t)i * dv + j] = c[r];
+    }
+    __syncthreads();
+    if (tid == 0) {
+        __threadfence();
+        const int prev = atomicAdd(&a.counters[s * nh + h], 1);
+        is_last = prev == (int)gridDim.y - 1;
+    }
+    __syncthreads();
+    if (is_last) {
+        if (iv) np[tid] = n_own;
+        if (tid == 0) {
+            *mp = m;
+            a.counters[s * nh + h] = 0;
+        }
+    }
+}
+
+/* Outputs of one chunk (64 tokens) for one head and 64 columns of v, from the state at the chunk
+ * start (inter) and the causal intra-chunk part:
+ *   S_js = (q_j/sqrt(DQK)).k_s e^(b_j - b_s + i_s - m_j) (s <= j),  m_j = max(b_j + m0, max_s ...)
+ *   h_j = (e^(b_j+m0-m_j) q_j^T C0 + sum_s S_js v_s) / (max(|e^(..) q_j.n0 + sum_s S_js|, e^-m_j) + eps)
+ * 256 threads; thread owns a 4x4 tile of S (tokens x tokens) and of the output (tokens x cols). */
+constexpr int OC = 64;   /* chunk length this kernel handles */
+constexpr int OCOL = 64; /* columns per block */
+constexpr int OK = 32;   /* DQK slice */
+__global__ void __launch_bounds__(256) mlstm_out_kernel(const ggx_cuda_mlstm_args a, int T, int max_chunks) {
+    __shared__ __align__(16) float qk[2][OK][OC];  /* q and k slices, transposed [k][token] */
+    __shared__ __align__(16) float cs[OK][OCOL];   /* C0 slice [k][col] */
+    __shared__ float S[OC][OC + 1];
+    __shared__ float bj[OC], ii[OC], mj[OC], scj[OC], qn[OC], den[OC];
+    float (*qt)[OC] = qk[0], (*kt)[OC] = qk[1];
+    float *vt = &qk[0][0][0]; /* after the first pass: v tile [s][col], 64 x 64 = both slices */
+
+    const int ch = blockIdx.x, s = blockIdx.z;
+    const int n_ct = (a.dv + OCOL - 1) / OCOL;
+    const int h = blockIdx.y / n_ct, c0 = (blockIdx.y % n_ct) * OCOL;
+    const int L = a.chunk;
+    if (ch >= a.seq_len[s] / L) return;
+    const int nh = a.nh, dqk = a.dqk, dv = a.dv, tid = threadIdx.x;
+    const int tj = (tid / 16) * 4, tc = (tid % 16) * 4;
+    const size_t r0 = (size_t)a.seq_off[s] + (size_t)ch * L;
+    const float *B = a.scratch;
+    const float *sv = a.scratch + (size_t)2 * T * nh + (((size_t)s * max_chunks + ch) * nh + h) * st_stride(dqk, dv);
+    const float m0 = sv[(size_t)dqk * dv + dqk];
+    const float qscale = 1.0f / sqrtf((float)dqk);
+
+    float sacc[4][4], nacc[4][4];
+#pragma unroll
+    for (int x = 0; x < 4; x++)
+#pragma unroll
+        for (int y = 0; y < 4; y++) sacc[x][y] = nacc[x][y] = 0.0f;
+    float qn_acc = 0.0f; /* tid < 64: q_tid . n0 */
+    for (int k0 = 0; k0 < dqk; k0 += OK) {
+        __syncthreads();
+        for (int e = tid; e < OC * OK; e += 256) {
+            const int jj = e % OC, kk = e / OC, kg = k0 + kk; /* conflict-free transposed stores */
+            const bool ok = kg < dqk;
+            qt[kk][jj] = ok ? a.q[(r0 + jj) * nh * dqk + (size_t)h * dqk + kg] * qscale : 0.0f;
+            kt[kk][jj] = ok ? a.k[(r0 + jj) * nh * dqk + (size_t)h * dqk + kg] : 0.0f;
+        }
+        for (int e = tid; e < OK * OCOL; e += 256) {
+            const int kk = e / OCOL, cc = e % OCOL, kg = k0 + kk;
+            cs[kk][cc] = (kg < dqk && c0 + cc < dv) ? sv[(size_t)kg * dv + c0 + cc] : 0.0f;
+        }
+        __syncthreads();
+        if (tid < OC)
+            for (int kk = 0; kk < OK && k0 + kk < dqk; kk++) qn_acc = fmaf(qt[kk][tid], sv[(size_t)dqk * dv + k0 + kk], qn_acc);
+#pragma unroll 4
+        for (int kk = 0; kk < OK; kk++) {
+            const float4 qv = *reinterpret_cast<const float4 *>(&qt[kk][tj]);
+            const float4 kv = *reinterpret_cast<const float4 *>(&kt[kk][tc]);
+            const float4 cv = *reinterpret_cast<const float4 *>(&cs[kk][tc]);
+            const float qa[4] = {qv.x, qv.y, qv.z, qv.w}, ka[4] = {kv.x, kv.y, kv.z, kv.w};
+            const float ca[4] = {cv.x, cv.y, cv.z, cv.w};
+#pragma unroll
+            for (int x = 0; x < 4; x++)
+#pragma unroll
+                for (int y = 0; y < 4; y++) {
+                    sacc[x][y] = fmaf(qa[x], ka[y], sacc[x][y]);
+                    nacc[x][y] = fmaf(qa[x], ca[y], nacc[x][y]);
+                }
+        }
+    }
+    __syncthreads(); /* done with qt/kt/cs */
+#pragma unroll
+    for (int x = 0; x < 4; x++)
+#pragma unroll
+        for (int y = 0; y < 4; y++) S[tj + x][tc + y] = sacc[x][y];
+    if (tid < OC) {
+        bj[tid] = B[(r0 + tid) * nh + h];
+        ii[tid] = a.ig[(r0 + tid) * nh + h];
+        qn[tid] = qn_acc;
+    }
+    for (int e = tid; e < OC * OCOL; e += 256) { /* v tile [s][col] */
+        const int ss = e / OCOL, cc = e % OCOL;
+        vt[ss * OCOL + cc] = c0 + cc < dv ? a.v[(r0 + ss) * nh * dv + (size_t)h * dv + c0 + cc] : 0.0f;
+    }
+    __syncthreads();
+    if (tid < OC) { /* row stabilizer m_j and the inter-chunk scale */
+        const int jr = tid;
+        float mi = -INFINITY;
+        for (int q = 0; q <= jr; q++) mi = fmaxf(mi, bj[jr] - bj[q] + ii[q]);
+        const float minter = bj[jr] + m0;
+        const float m = fmaxf(minter, mi);
+        mj[jr] = m;
+        scj[jr] = expf(minter - m);
+    }
+    __syncthreads();
+    for (int e = tid; e < OC * OC; e += 256) { /* decay mask */
+        const int jr = e / OC, q = e % OC;
+        S[jr][q] = q <= jr ? S[jr][q] * expf(bj[jr] - bj[q] + ii[q] - mj[jr]) : 0.0f;
+    }
+    __syncthreads();
+    if (tid < OC) {
+        float sum = 0.0f;
+        for (int q = 0; q <= tid; q++) sum += S[tid][q];
+        den[tid] = scj[tid] * qn[tid] + sum;
+    }
+    float out[4][4];
+#pragma unroll
+    for (int x = 0; x < 4; x++)
+#pragma unroll
+        for (int y = 0; y < 4; y++) out[x][y] = 0.0f;
+#pragma unroll 4
+    for (int q = 0; q < OC; q++) {
+        const float4 vv = *reinterpret_cast<const float4 *>(&vt[q * OCOL + tc]);
+        const float va[4] = {vv.x, vv.y, vv.z, vv.w};
+#pragma unroll
+        for (int x = 0; x < 4; x++) {
+            const float sx = S[tj + x][q];
+#pragma unroll
+            for (int y = 0; y < 4; y++) out[x][y] = fmaf(sx, va[y], out[x][y]);
+        }
+    }
+    __syncthreads(); /* den complete */
+#pragma unroll
+    for (int x = 0; x < 4; x++) {
+        const int jr = tj + x;
+        const float dn = fmaxf(fabsf(den[jr]), expf(-mj[jr])) + a.eps;
+#pragma unroll
+        for (int y = 0; y < 4; y++) {
+            const int col = c0 + tc + y;
+            if (col < dv)
+                a.h[(r0 + jr) * nh * dv + (size_t)h * dv + col] = (scj[jr] * nacc[x][y] + out[x][y]) / dn;
+        }
+    }
+}
 } // namespace
+
+size_t ggx_cuda_mlstm_scratch_floats(int n_seqs, int max_len, int total_tokens, int nh, int dqk,
+                                     int dv, int chunk) {
+    if (chunk != OC || max_len < chunk) return 0;
+    const size_t max_chunks = (size_t)max_len / chunk;
+    return (size_t)2 * total_tokens * nh + (size_t)n_seqs * max_chunks * nh * st_stride(dqk, dv);
+}
+
+cudaError_t ggx_cuda_mlstm_chunkwise(cudaStream_t st, const ggx_cuda_mlstm_args *a) {
+    if (!ggx_cuda_mlstm_supported(a->dqk, a->dv) || a->chunk != OC || !a->scratch) return cudaErrorInvalidValue;
+    const int max_chunks = a->max_len / a->chunk;
+    if (max_chunks < 1) return cudaSuccess;
+    const int T = a->total_tokens;
+    const int n_g = a->n_seqs * max_chunks * a->nh;
+    mlstm_gates_kernel<<<(n_g + 127) / 128, 128, 0, st>>>(*a, T, max_chunks);
+    dim3 gi((unsigned)a->nh, (unsigned)((a->dv + 31) / 32), (unsigned)a->n_seqs);
+    const int rpt = (a->dqk + ML_WARPS - 1) / ML_WARPS;
+    if (rpt <= 4) mlstm_inter_kernel<4><<<gi, ML_WARPS * 32, 0, st>>>(*a, T, max_chunks);
+    else if (rpt <= 8) mlstm_inter_kernel<8><<<gi, ML_WARPS * 32, 0, st>>>(*a, T, max_chunks);
+    else if (rpt <= 16) mlstm_inter_kernel<16><<<gi, ML_WARPS * 32, 0, st>>>(*a, T, max_chunks);
+    else mlstm_inter_kernel<32><<<gi, ML_WARPS * 32, 0, st>>>(*a, T, max_chunks);
+    const int n_ct = (a->dv + OCOL - 1) / OCOL;
+    dim3 go((unsigned)max_chunks, (unsigned)(a->nh * n_ct), (unsigned)a->n_seqs);
+    mlstm_out_kernel<<<go, 256, 0, st>>>(*a, T, max_chunks);
+    return cudaGetLastError();
+}
 
 bool ggx_cuda_mlstm_supported(int dqk, int dv) {
     return dqk >= 1 && dqk <= ML_MAX_DQK && dv >= 1;
