@@ -367,15 +367,16 @@ int ggx_cmd_run(int argc, char **argv) {
         putchar('\n');
     } else if (last != '\n' && isatty(1)) {
         putchar('\n'); /* leave the shell prompt on its own line */
+        last = '\n';
     }
     fflush(stdout);
     if (!a.o.quiet) {
         /* decode speed: the n_gen - 1 evals after the first sample (the last id is not fed) */
         int n_dec = n_gen > 0 ? n_gen - 1 : 0;
         fprintf(stderr,
-                "[%s | prompt %zu tok, %.1f tok/s | generated %d tok, %.1f tok/s | "
+                "%s[%s | prompt %zu tok, %.1f tok/s | generated %d tok, %.1f tok/s | "
                 "seed %llu | %s]\n",
-                ggx_model_desc(cm.model), n_prompt,
+                last != '\n' ? "\n" : "", ggx_model_desc(cm.model), n_prompt,
                 t_prefill > 0 ? (double)n_prompt / t_prefill : 0.0, n_gen,
                 t_decode > 0 && n_dec > 0 ? (double)n_dec / t_decode : 0.0,
                 (unsigned long long)a.o.sp.seed,
