@@ -7,7 +7,7 @@
  *        token of each (tokens/s = batch * N / time);
  *   tgM  decode: after a 1-token prefill, M steps of `batch` sequences x 1 token
  *        (tokens/s = batch * M / time);
- * each -r times after one untimed warm-up, reporting the median and the sample standard
+ * each -r times after --warmup untimed runs, reporting the median and the sample standard
  * deviation. Token ids are pseudo-random (fixed seed) valid ids; states start from zero.
  *
  * --membw measures the memory read bandwidth (the model engineer's ggx_membw_*) and adds the
@@ -47,6 +47,9 @@ static void usage(FILE *out) {
             "  -b, --batch B,...      sequences evaluated together (default 1)\n"
             "  -t, --threads N,...    CPU threads (default: physical cores)\n"
             "  -r, --repetitions R    timed runs per test (default 3)\n"
+            "      --warmup W         untimed runs before each test (default 1; cuda 2: the\n"
+            "                         first run of a batch layout is eager, the second\n"
+            "                         captures its CUDA graph)\n"
             "      --backend B        cpu (default) or cuda\n"
             "output:\n"
             "      --json             JSON array on stdout instead of the markdown table\n"
@@ -65,7 +68,7 @@ typedef struct bench_args {
     int type;
     int32_t *pp, *tg, *batch, *threads;
     size_t n_pp, n_tg, n_batch, n_threads;
-    int reps, json, membw, quiet;
+    int reps, warmup, json, membw, quiet;
 } bench_args;
 
 static int parse_list(const char *opt, const char *v, long lo, long hi, int32_t **l, size_t *n) {
@@ -163,6 +166,7 @@ int ggx_cmd_bench(int argc, char **argv) {
     a.backend = "cpu";
     a.type = GGX_TYPE_BF16;
     a.reps = 3;
+    a.warmup = -1;
     int rc = 2;
     cJSON *json = NULL;
     bench_ctx x;
@@ -205,6 +209,10 @@ int ggx_cmd_bench(int argc, char **argv) {
             if (!(v = cli_optarg(CMD, argc, argv, &i)) ||
                 cli_parse_int(CMD, s, v, 1, MAX_SAMPLES, &a.reps))
                 goto done;
+        } else if (!strcmp(s, "--warmup")) {
+            if (!(v = cli_optarg(CMD, argc, argv, &i)) ||
+                cli_parse_int(CMD, s, v, 0, 100, &a.warmup))
+                goto done;
         } else if (!strcmp(s, "--backend")) {
             if (!(a.backend = cli_optarg(CMD, argc, argv, &i))) goto done;
             if (strcmp(a.backend, "cpu") && strcmp(a.backend, "cuda")) {
@@ -226,6 +234,7 @@ int ggx_cmd_bench(int argc, char **argv) {
         cli_err(CMD, "give -m FILE or --synthetic CONFIG, not both");
         goto done;
     }
+    if (a.warmup < 0) a.warmup = strcmp(a.backend, "cuda") ? 1 : 2;
     rc = 1;
     if ((!a.pp && one(&a.pp, &a.n_pp, 512)) || (!a.tg && one(&a.tg, &a.n_tg, 128)) ||
         (!a.batch && one(&a.batch, &a.n_batch, 1)) || (!a.threads && one(&a.threads, &a.n_threads, 0)))
@@ -309,16 +318,23 @@ int ggx_cmd_bench(int argc, char **argv) {
 
         for (size_t bi = 0; bi < a.n_batch; bi++) {
             int b = a.batch[bi];
-            /* warm-up: first-call allocations and caches stay out of the numbers */
-            if (run_pp(&x, b, 16 < max_p ? 16 : max_p) < 0 || run_tg(&x, b, 2) < 0) {
-                cli_err(CMD, "evaluation failed: %s", ggx_last_error());
-                goto done;
-            }
             for (int kind = 0; kind < 2; kind++) {
                 size_t nl = kind ? a.n_tg : a.n_pp;
                 for (size_t li = 0; li < nl; li++) {
                     int n = kind ? a.tg[li] : a.pp[li];
                     if (n == 0) continue;
+                    /* warm-up, untimed: first-call allocations, and on cuda the first sight
+                     * (eager) and the capture of this batch layout's CUDA graph. Decode steps
+                     * share one layout, so a 3-step run warms any tgN. */
+                    for (int w = 0; w < a.warmup; w++) {
+                        if (!a.quiet && isatty(2))
+                            fprintf(stderr, "\r%s%d b%d t%d warm-up %d/%d   ", kind ? "tg" : "pp",
+                                    n, b, a.threads[ti], w + 1, a.warmup);
+                        if ((kind ? run_tg(&x, b, 3) : run_pp(&x, b, n)) < 0) {
+                            cli_err(CMD, "evaluation failed: %s", ggx_last_error());
+                            goto done;
+                        }
+                    }
                     double tps[MAX_SAMPLES];
                     for (int r = 0; r < a.reps; r++) {
                         if (!a.quiet && isatty(2))
