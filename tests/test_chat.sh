@@ -62,6 +62,25 @@ printf 'ROMEO:\\\nI am here\n/stats\n"""\nJULIET:\nAnd I\n"""\n/stats\n' |
     chat --raw --stop '\n\n' --seed 1 -n 8 >"$TMP/ml"
 check '[ "$(grep -c "^turn:" "$TMP/ml")" -eq 2 ]' "multi-line input: $(cat "$TMP/ml")"
 
+# the model's tokenizer.chat_template (from tokenizer_config.json) is used when it is in the {msg}
+# format; a Jinja template is not (a note says so and the plain default applies)
+mk_tmpl_model() { # template out.ggx
+    mkdir -p "$TMP/tm"
+    cp "$DATA"/xlstm-tiny/*.json "$DATA"/xlstm-tiny/*.safetensors "$TMP/tm/"
+    python3 -c 'import json,sys; p=sys.argv[1]+"/tokenizer_config.json"; d=json.load(open(p)); d["chat_template"]=sys.argv[2]; json.dump(d,open(p,"w"))' "$TMP/tm" "$1" &&
+        "$BIN" convert "$TMP/tm" -o "$2" --type f32 --quiet
+}
+if command -v python3 >/dev/null && mk_tmpl_model $'Q: {msg}\nA:' "$TMP/tmpl.ggx"; then
+    printf 'hello\nagain\n' | "$BIN" chat -m "$TMP/tmpl.ggx" --seed 2 -n 40 >"$TMP/out" 2>"$TMP/err"
+    check 'grep -q "the model.s chat template" "$TMP/err" && ! grep -q "^Q:" "$TMP/out"' \
+        "metadata template: $(cat "$TMP/err")"
+    if mk_tmpl_model '{% for m in messages %}{{ m.content }}{% endfor %}' "$TMP/jinja.ggx"; then
+        printf 'hello\n' | "$BIN" chat -m "$TMP/jinja.ggx" --seed 2 -n 8 >/dev/null 2>"$TMP/err"
+        check 'grep -q "not in ggx.s {msg} format" "$TMP/err" && grep -q "plain default" "$TMP/err"' \
+            "Jinja template: $(cat "$TMP/err")"
+    fi
+fi
+
 # unknown commands and usage
 printf '/frobnicate\n/help\n' | chat >"$TMP/out"
 check 'grep -q "unknown command" "$TMP/out" && grep -q "/save FILE" "$TMP/out"' "/help, unknown"
