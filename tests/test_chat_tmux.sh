@@ -139,5 +139,18 @@ say s4 "/stats"; wait_prompts s4 4 && ok
 screen s4 | grep -q CHAT-EXITED && bad "Ctrl-C left the chat" || ok
 say s4 "/quit"; wait_text s4 CHAT-EXITED && ok
 
+# non-ASCII input survives line editing even in the C locale (libedit needs a UTF-8 LC_CTYPE)
+MODEL=$BUILD/models/default.ggx
+[ -f "$MODEL" ] || MODEL=$(dirname "$BIN")/models/default.ggx
+want=$(printf 'café ROMEO' | "$BIN" tokenize -m "$MODEL" 2>/dev/null | tr ',' '\n' | grep -c '[0-9]')
+start s5 "cd $TMP && LANG=C LC_ALL=C env -u GGX_MODEL $BIN chat --seed 1 -n 0 --no-bos" || exit 1
+wait_prompts s5 1 || exit 1
+say s5 "café ROMEO"; wait_prompts s5 2 || exit 1
+say s5 "/stats"; wait_text s5 "^total:" || exit 1
+got=$(screen s5 | sed -n 's/^turn: *\([0-9]*\) tokens processed.*/\1/p')
+if [ -n "$want" ] && [ "$want" -gt 0 ] && [ "$got" = "$want" ] && screen s5 | grep -q "^> café ROMEO"; then ok; else
+    bad "UTF-8 input: $got tokens, want $want"; screen s5 >&2; fi
+say s5 "/quit"; wait_gone s5
+
 echo "test_chat_tmux: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -20,6 +20,8 @@
 #include "cmd.h"
 
 #include <errno.h>
+#include <langinfo.h>
+#include <locale.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -653,6 +655,11 @@ int ggx_cmd_chat(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
 #ifdef GGX_HAVE_LIBEDIT
     rl_catch_signals = 0;
+    /* libedit edits characters of the C library's locale: without a UTF-8 one it drops every
+     * non-ASCII byte typed ("café" -> "caf"). Use the user's locale, else C.UTF-8. (Nothing in
+     * ggx depends on LC_CTYPE otherwise.) */
+    if (tty && (!setlocale(LC_CTYPE, "") || strcmp(nl_langinfo(CODESET), "UTF-8")))
+        setlocale(LC_CTYPE, "C.UTF-8");
 #endif
     if (!c.o.quiet)
         fprintf(stderr,
