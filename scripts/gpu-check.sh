@@ -101,8 +101,9 @@ if [ $DO_SAN = 1 ] && command -v compute-sanitizer >/dev/null; then
     tools="memcheck racecheck"
     [ "$n" = test_cuda_ops ] || tools=memcheck  # racecheck of the model test takes too long
     for tool in $tools; do
-      # racecheck reports hazards inside cuBLAS's own nvjet GEMM kernels: check ggx's kernels
-      SAN_EXTRA=""; [ $tool = racecheck ] && SAN_EXTRA="--kernel-name-exclude kns=nvjet"
+      # racecheck reports 3 hazards inside cuBLAS's own nvjet GEMM kernel (bf16, 5 columns);
+      # excluding nvjet with --kernel-name-exclude made the sanitizer fail instead
+      SAN_EXTRA=""
       (cd "$BUILD/tests" && GGX_TEST_DATA=$ROOT/tests/data GGX_BIN=$BUILD/ggx GGX_SAN=1 \
         timeout 300 compute-sanitizer --tool $tool --error-exitcode 99 $SAN_EXTRA "$t") >"$OUTDIR/san-$tool-$n.log" 2>&1
       note "== compute-sanitizer $tool $n: rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUTDIR/san-$tool-$n.log" | tail -1)"

@@ -562,7 +562,9 @@ static void test_fused_chain(enum ggx_type t, int n) {
          * products (activations rounded to bf16 each time, swiglu in between) measured 1.4e-2 */
         const double tq = (t == GGX_TYPE_BF16 && n > 3) ? 3e-2 :
                           ((t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0) && ggx_cuda_int8_activations()) ? 1e-2 : 1e-5;
-        TEST_CHECK_MSG(e1 <= 1e-5 && e2 <= tq && e3 <= tq, "fused chain %s n=%d call %d: rel err %.3g %.3g %.3g",
+        /* the gates are 30 small values after three chained products: f32 rounding with
+         * cancellation measured up to 1.6e-5 */
+        TEST_CHECK_MSG(e1 <= 1e-5 && e2 <= fmax(tq, 5e-5) && e3 <= tq, "fused chain %s n=%d call %d: rel err %.3g %.3g %.3g",
                        ggx_type_name(t), n, call, e1, e2, e3);
         if (call == 2) printf("  fused chain %-5s n=%d: rel err add %.2e, gate %.2e, out %.2e\n", ggx_type_name(t), n, e1, e2, e3);
         free(ox), free(oi), free(oo);

@@ -270,12 +270,16 @@ constexpr int OC = 64;   /* chunk length this kernel handles */
 constexpr int OCOL = 64; /* columns per block */
 constexpr int OK = 32;   /* DQK slice */
 __global__ void __launch_bounds__(256) mlstm_out_kernel(const ggx_cuda_mlstm_args a, int T, int max_chunks) {
-    __shared__ __align__(16) float qk[2][OK][OC];  /* q and k slices, transposed [k][token] */
+    /* q and k slices, transposed [k][token]; rows padded to 68 floats: the transposing stores
+     * (k fastest across the warp, for coalesced global loads) spread over 8 banks, and float4
+     * reads stay aligned */
+    constexpr int OCP = OC + 4;
+    __shared__ __align__(16) float qk[2][OK][OCP];
     __shared__ __align__(16) float cs[OK][OCOL];   /* C0 slice [k][col] */
     __shared__ float S[OC][OC + 1];
     __shared__ float bj[OC], ii[OC], mj[OC], scj[OC], qn[OC], den[OC];
-    float (*qt)[OC] = qk[0], (*kt)[OC] = qk[1];
-    float *vt = &qk[0][0][0]; /* after the first pass: v tile [s][col], 64 x 64 = both slices */
+    float (*qt)[OCP] = qk[0], (*kt)[OCP] = qk[1];
+    float *vt = &qk[0][0][0]; /* after the first pass: v tile [s][col], 64 x 64 <= both slices */
 
     const int ch = blockIdx.x, s = blockIdx.z;
     const int n_ct = (a.dv + OCOL - 1) / OCOL;
@@ -299,7 +303,7 @@ __global__ void __launch_bounds__(256) mlstm_out_kernel(const ggx_cuda_mlstm_arg
     for (int k0 = 0; k0 < dqk; k0 += OK) {
         __syncthreads();
         for (int e = tid; e < OC * OK; e += 256) {
-            const int jj = e % OC, kk = e / OC, kg = k0 + kk; /* conflict-free transposed stores */
+            const int jj = e / OK, kk = e % OK, kg = k0 + kk; /* k fastest: coalesced loads */
             const bool ok = kg < dqk;
             qt[kk][jj] = ok ? a.q[(r0 + jj) * nh * dqk + (size_t)h * dqk + kg] * qscale : 0.0f;
             kt[kk][jj] = ok ? a.k[(r0 + jj) * nh * dqk + (size_t)h * dqk + kg] : 0.0f;
