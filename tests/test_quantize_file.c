@@ -1,5 +1,5 @@
 /* test_quantize_file.c — the data `ggx quantize` writes: every quantized tensor is exactly the
- * reference quantizer applied to the source rows (bf16 and f32 sources), f32 tensors are copied
+ * reference quantizer applied to the source rows (f32, bf16 and f16 sources), f32 tensors are copied
  * bit for bit, and the per-tensor policy (ggx/quant_policy.h) picks the documented types. */
 #include "ggxfile.h"
 #include "quant_policy.h"
@@ -95,8 +95,8 @@ int main(void) {
     char cmd[8192];
     snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
     run(cmd);
-    const char *srcs[] = {"f32", "bf16"}, *types[] = {"q8_0", "q4_0", "q4_x"};
-    for (int s = 0; s < 2; s++) {
+    const char *srcs[] = {"f32", "bf16", "f16"}, *types[] = {"q8_0", "q4_0", "q4_x"};
+    for (int s = 0; s < 3; s++) {
         char src[1100];
         snprintf(src, sizeof src, "%s/%s.ggx", dir, srcs[s]);
         snprintf(cmd, sizeof cmd, "'%s' convert '%s' -o '%s' --type %s --quiet", bin,
