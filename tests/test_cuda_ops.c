@@ -665,7 +665,8 @@ int main(void) {
     test_mlstm(8, 256, 512, 1, lc1, 2);
     for (int ti = 0; ti < 5; ti++) {
         test_fused_chain(types[ti], 1);
-        test_fused_chain(types[ti], 5);
+        /* bf16 weights take the GEMM path (no fusions) from 4 tokens: 3 for them */
+        test_fused_chain(types[ti], types[ti] == GGX_TYPE_BF16 ? 3 : 5);
     }
     /* q8_0 / q4_0 matvecs again with int8 activations (the optional dp4a path) */
     ggx_cuda_set_int8_activations(1);
