@@ -152,5 +152,16 @@ if [ -n "$want" ] && [ "$want" -gt 0 ] && [ "$got" = "$want" ] && screen s5 | gr
     bad "UTF-8 input: $got tokens, want $want"; screen s5 >&2; fi
 say s5 "/quit"; wait_gone s5
 
+# --history FILE: a line typed in one session comes back with the up arrow in the next
+start s6 "cd $TMP && env -u GGX_MODEL $BIN chat --seed 1 -n 0 --history $TMP/hist" || exit 1
+wait_prompts s6 1 || exit 1
+say s6 "a line to remember"; wait_prompts s6 2 || exit 1
+say s6 "/quit"; wait_gone s6
+start s7 "cd $TMP && env -u GGX_MODEL $BIN chat --seed 1 -n 0 --history $TMP/hist" || exit 1
+wait_prompts s7 1 || exit 1
+T send-keys -t s7 Up Up
+wait_text s7 "^> a line to remember" && ok
+say s7 ""; say s7 "/quit"; wait_gone s7
+
 echo "test_chat_tmux: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -59,7 +59,9 @@ static void usage(FILE *out) {
             "                         replies ending at a blank line)\n"
             "      --raw              no template: the model continues your text as is\n"
             "      --stop STR         also end a reply at STR (repeatable)\n"
-            "      --bos / --no-bos   start the conversation with BOS or not\n");
+            "      --bos / --no-bos   start the conversation with BOS or not\n"
+            "      --history FILE     keep the input history (arrow keys) in FILE across\n"
+            "                         sessions (default: this session only)\n");
     cli_help_sampling(out);
     fprintf(out, "common:\n");
     cli_help_common(out);
@@ -551,7 +553,7 @@ int ggx_cmd_chat(int argc, char **argv) {
     cli_opts_init(&c.o);
     c.n_predict = 256;
     c.bos = -1;
-    const char *tmpl_arg = NULL;
+    const char *tmpl_arg = NULL, *hist_file = NULL;
     int raw = 0, rc = 2;
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i], *v;
@@ -570,6 +572,8 @@ int ggx_cmd_chat(int argc, char **argv) {
             if (!(tmpl_arg = cli_optarg(CMD, argc, argv, &i))) goto done;
         } else if (!strcmp(s, "--raw")) {
             raw = 1;
+        } else if (!strcmp(s, "--history")) {
+            if (!(hist_file = cli_optarg(CMD, argc, argv, &i))) goto done;
         } else if (!strcmp(s, "--stop")) {
             if (!(v = cli_optarg(CMD, argc, argv, &i))) goto done;
             if (c.n_user_stops == MAX_STOPS) {
@@ -661,6 +665,12 @@ int ggx_cmd_chat(int argc, char **argv) {
     if (tty && (!setlocale(LC_CTYPE, "") || strcmp(nl_langinfo(CODESET), "UTF-8")))
         setlocale(LC_CTYPE, "C.UTF-8");
 #endif
+#ifdef GGX_HAVE_LIBEDIT
+    if (tty && hist_file) {
+        stifle_history(1000);
+        read_history(hist_file); /* a missing file is fine: it is created at the end */
+    }
+#endif
     if (!c.o.quiet)
         fprintf(stderr,
                 "ggx chat: %s (%s), %s; seed %llu. /help for commands, Ctrl-D to leave.\n",
@@ -712,6 +722,10 @@ int ggx_cmd_chat(int argc, char **argv) {
         if (bad) goto done;
     }
     if (tty) printf("\n");
+#ifdef GGX_HAVE_LIBEDIT
+    if (tty && hist_file && write_history(hist_file) != 0)
+        cli_err(CMD, "--history: cannot write %s", hist_file);
+#endif
     rc = 0;
 done:
     for (int i = 0; i < c.n_user_stops; i++) free(c.user_stops[i]);
