@@ -69,35 +69,35 @@ static void dequantize_q4_0(const ggx_block_q4_0 *x, float *y, int64_t n) {
  * ~35% against q4_0. */
 const uint8_t ggx_q4_x_levels[16] = {0, 10, 20, 29, 37, 45, 52, 59, 65, 72, 79, 86, 94, 103, 113, 127};
 
-/* k_floor[i] = largest k with level[k] <= i, for i in 0..127 */
-static const uint8_t k_floor[128] = {
-    0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  2,  2,
-    2,  2,  2,  2,  2,  2,  2,  3,  3,  3,  3,  3,  3,  3,  3,  4,  4,  4,  4,  4,  4,  4,
-    4,  5,  5,  5,  5,  5,  5,  5,  6,  6,  6,  6,  6,  6,  6,  7,  7,  7,  7,  7,  7,  8,
-    8,  8,  8,  8,  8,  8,  9,  9,  9,  9,  9,  9,  9,  10, 10, 10, 10, 10, 10, 10, 11, 11,
-    11, 11, 11, 11, 11, 11, 12, 12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13,
-    13, 13, 13, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 15};
+/* Midpoints between consecutive levels and the steps between them: the nearest level to a is
+ * level sum_t [a > mid[t]] * step[t], its index sum_t [a > mid[t]]. Branch-free and
+ * vectorizable (the quantizer evaluates it ~500 times per block); a NaN or a < 0 gives level 0,
+ * a >= 127 level 15; a tie at a midpoint goes to the lower level. */
+static const float k_mid[15] = {5.0f,  15.0f, 24.5f, 33.0f, 41.0f,  48.5f,  55.5f, 62.0f,
+                                68.5f, 75.5f, 82.5f, 90.0f, 98.5f, 108.0f, 120.0f};
+static const float k_step[15] = {10, 10, 9, 8, 8, 7, 7, 6, 7, 7, 7, 8, 9, 10, 14};
 
-/* the levels as floats, with a sentinel so k + 1 is always valid */
-static const float k_levf[17] = {0, 10, 20, 29, 37, 45, 52, 59, 65, 72, 79, 86, 94, 103, 113, 127, 1e30f};
-
-/* Index of the level nearest to a (a in level units). Branch-free: the quantizer calls it
- * ~800 times per block. */
-static inline int q4x_nearest(float a) {
-    a = a > 0.0f ? a : 0.0f; /* NaN -> 0 */
-    a = a < 127.0f ? a : 127.0f;
-    const int k = k_floor[(int)a];
-    return k + (a - k_levf[k] > k_levf[k + 1] - a);
+static inline int q4x_index(float a) {
+    int k = 0;
+    for (int t = 0; t < 15; t++) k += a > k_mid[t];
+    return k;
 }
 
-/* Least-squares (d, m) for x ~ d * L[K] + m. Returns the squared error less the constant
- * sum(x^2) (at the optimum the residual is orthogonal to L and 1, so err = Sxx - d Slx - m Sx):
- * only differences between candidates matter. */
-static double q4x_fit(const float *x, const uint8_t *K, float *d, float *m) {
+/* Assign x to the nearest levels of a = isc * (x - x0), then fit (d, m) by least squares for
+ * x ~ d * L + m. Returns the squared error less the constant sum(x^2) (at the optimum the
+ * residual is orthogonal to L and 1, so err = Sxx - d Slx - m Sx): only differences between
+ * candidates matter. */
+static double q4x_try(const float *x, float isc, float x0, float *d, float *m) {
+    float lv[GGX_Q4_X_BLOCK];
+    for (int j = 0; j < GGX_Q4_X_BLOCK; j++) {
+        const float a = isc * (x[j] - x0);
+        float l = 0.0f;
+        for (int t = 0; t < 15; t++) l += a > k_mid[t] ? k_step[t] : 0.0f;
+        lv[j] = l;
+    }
     float sll = 0, sl = 0, slx = 0, sx = 0;
     for (int j = 0; j < GGX_Q4_X_BLOCK; j++) {
-        const float l = k_levf[K[j]];
-        sll += l * l; sl += l; slx += l * x[j]; sx += x[j];
+        sll += lv[j] * lv[j]; sl += lv[j]; slx += lv[j] * x[j]; sx += x[j];
     }
     const double n = GGX_Q4_X_BLOCK, det = (double)sll * n - (double)sl * sl;
     double dd = 0, mm = sx / n;
@@ -113,24 +113,19 @@ static double q4x_fit(const float *x, const uint8_t *K, float *d, float *m) {
 static void quantize_q4_x_block(const float *x, ggx_block_q4_x *y) {
     float mn = x[0], mx = x[0];
     for (int j = 1; j < GGX_Q4_X_BLOCK; j++) { mn = fminf(mn, x[j]); mx = fmaxf(mx, x[j]); }
-    uint8_t K[GGX_Q4_X_BLOCK];
     float bd = 0.0f, bm = mn;
     if (mx > mn) {
         /* sweep the scale around max-min -> 0..127, refitting (d, m) by least squares */
         double best = INFINITY;
         for (int is = -6; is <= 6; is++) {
-            const float isc = 127.0f * (1.0f + 0.015f * (float)is) / (mx - mn);
-            for (int j = 0; j < GGX_Q4_X_BLOCK; j++) K[j] = (uint8_t)q4x_nearest(isc * (x[j] - mn));
             float d, m;
-            const double e = q4x_fit(x, K, &d, &m);
+            const double e = q4x_try(x, 127.0f * (1.0f + 0.015f * (float)is) / (mx - mn), mn, &d, &m);
             if (e < best) { best = e; bd = d; bm = m; }
         }
         /* Lloyd steps: reassign to the nearest level, refit, while it improves */
         for (int it = 0; it < 4 && bd > 0.0f; it++) {
-            const float id = 1.0f / bd;
-            for (int j = 0; j < GGX_Q4_X_BLOCK; j++) K[j] = (uint8_t)q4x_nearest((x[j] - bm) * id);
             float d, m;
-            const double e = q4x_fit(x, K, &d, &m);
+            const double e = q4x_try(x, 1.0f / bd, bm, &d, &m);
             if (!(e < best)) break;
             best = e; bd = d; bm = m;
         }
@@ -140,7 +135,8 @@ static void quantize_q4_x_block(const float *x, ggx_block_q4_x *y) {
     y->d = ggx_f32_to_fp16(bd);
     y->m = ggx_f32_to_fp16(bm);
     const float d = ggx_fp16_to_f32(y->d), m = ggx_fp16_to_f32(y->m), id = d > 0.0f ? 1.0f / d : 0.0f;
-    for (int j = 0; j < GGX_Q4_X_BLOCK; j++) K[j] = (uint8_t)q4x_nearest((x[j] - m) * id);
+    uint8_t K[GGX_Q4_X_BLOCK];
+    for (int j = 0; j < GGX_Q4_X_BLOCK; j++) K[j] = (uint8_t)q4x_index(id * (x[j] - m));
     for (int j = 0; j < GGX_Q4_X_BLOCK / 2; j++) y->qs[j] = (uint8_t)(K[j] | (K[j + 16] << 4));
 }
 
