@@ -32,6 +32,7 @@ int main(void) {
     TEST_CHECK(ggx_row_size(GGX_TYPE_Q4_X, 704) == 22 * 20);
     TEST_CHECK(ggx_row_size(GGX_TYPE_Q4_X, 48) == 0);
     TEST_CHECK(ggx_type_traits_of(GGX_TYPE_Q4_X)->bits_per_weight <= 5.0);
+    TEST_CHECK(ggx_type_traits_of(GGX_TYPE_Q4_X)->bits_per_weight * 32 == 8.0 * sizeof(ggx_block_q4_x));
     TEST_CHECK(ggx_type_from_name("q4_x") == GGX_TYPE_Q4_X && GGX_TYPE_Q4_X == 5);
     for (int k = 1; k < 16; k++) TEST_CHECK(ggx_q4_x_levels[k] > ggx_q4_x_levels[k - 1]);
     TEST_CHECK(ggx_q4_x_levels[0] == 0 && ggx_q4_x_levels[15] == 127);
