@@ -167,10 +167,12 @@ __global__ void mlstm_gates_kernel(const ggx_cuda_mlstm_args a, int T, int max_c
 template <int RPT>
 __global__ void __launch_bounds__(ML_WARPS * 32) mlstm_inter_kernel(const ggx_cuda_mlstm_args a, int T,
                                                                     int max_chunks) {
-    constexpr int SUB = 16; /* tokens staged at a time */
+    constexpr int SUB = 32;     /* tokens staged at a time */
+    constexpr int MAXL = 64;    /* chunk length (ggx_cuda_mlstm_scratch_floats accepts 64) */
     __shared__ float ks[SUB][ML_MAX_DQK];
     __shared__ float vs[SUB][32];
     __shared__ float ws[SUB];
+    __shared__ float as[MAXL];  /* a_j = (b_L - b_j) + i~_j of the chunk */
     __shared__ int is_last;
     const int h = blockIdx.x, tile = blockIdx.y, s = blockIdx.z;
     const int L = a.chunk, nc = a.seq_len[s] / L;
@@ -205,10 +207,14 @@ __global__ void __launch_bounds__(ML_WARPS * 32) mlstm_inter_kernel(const ggx_cu
             if (tid == 0) sv[(size_t)dqk * dv + dqk] = m;
         }
         const size_t r0 = (size_t)a.seq_off[s] + (size_t)ch * L;
-        /* m_c: every thread computes it (the same way) from the chunk's gates */
+        /* m_c from the chunk's gates: one load per thread, then every thread takes the max of
+         * the same shared values (identical results in every block) */
         const float g = B[(r0 + L - 1) * nh + h];
+        __syncthreads(); /* the previous chunk's readers of as/ws are done */
+        if (tid < L) as[tid] = RB[(r0 + tid) * nh + h] + a.ig[(r0 + tid) * nh + h];
+        __syncthreads();
         float amax = -INFINITY;
-        for (int q = 0; q < L; q++) amax = fmaxf(amax, RB[(r0 + q) * nh + h] + a.ig[(r0 + q) * nh + h]);
+        for (int q = 0; q < L; q++) amax = fmaxf(amax, as[q]);
         const float m_c = fmaxf(g + m, amax);
         const float decay = expf(g + m - m_c);
 #pragma unroll
@@ -224,12 +230,11 @@ __global__ void __launch_bounds__(ML_WARPS * 32) mlstm_inter_kernel(const ggx_cu
                 const int q = e / 32, jj = tile * 32 + e % 32;
                 vs[q][e % 32] = (q0 + q < L && jj < dv) ? a.v[(r0 + q0 + q) * nh * dv + (size_t)h * dv + jj] : 0.0f;
             }
-            if (tid < SUB)
-                ws[tid] = q0 + tid < L ? expf(RB[(r0 + q0 + tid) * nh + h] + a.ig[(r0 + q0 + tid) * nh + h] - m_c) : 0.0f;
+            if (tid < SUB) ws[tid] = q0 + tid < L ? expf(as[q0 + tid] - m_c) : 0.0f;
             __syncthreads();
 #pragma unroll 4
             for (int q = 0; q < SUB; q++) {
-                const float wv = ws[q] * vs[q][lane];
+                const float wv = ws[q] * vs[q][lane]; /* w_q v_q[col] */
 #pragma unroll
                 for (int r = 0; r < RPT; r++) {
                     const int i = warp + ML_WARPS * r;
