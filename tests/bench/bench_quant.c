@@ -10,7 +10,9 @@
  * Weights are streamed from DRAM: every measurement rotates through >= 256 MiB of distinct
  * matrices, so none is in the 32 MiB L3 when it is read. The floor is a 2-thread sum over a
  * 1 GiB array (the same method as docs/reference-numbers.md). Threads: a plain pthread split of
- * the rows, as the CPU backend's pool does. With --threads 1 every time is the thread's CPU time
+ * the rows, as the CPU backend's pool does. Each matvec line also measures the floor right before
+ * and right after it (3 repetitions each) and reports the fraction of the one before: on a busy
+ * machine, a line whose two floors disagree was disturbed. With --threads 1 every time is the thread's CPU time
  * (so a busy machine's time slicing does not count; memory contention from other processes still
  * does). Results go into docs/benchmarks.md.
  */
@@ -112,11 +114,15 @@ static void sum_fn(void *p, int ith, int nth) {
     c->part[ith] = s0 + s1 + s2 + s3;
 }
 
+static uint64_t *g_arr; /* the 1 GiB array, allocated and filled once */
+
 static double membw(team *t, int reps, double *best) {
     const size_t bytes = 1ull << 30, n = bytes / 8;
-    uint64_t *a = malloc(bytes);
-    for (size_t i = 0; i < n; i++) a[i] = i * 2654435761u;
-    sum_ctx c = {a, n, {0}};
+    if (!g_arr) {
+        g_arr = malloc(bytes);
+        for (size_t i = 0; i < n; i++) g_arr[i] = i * 2654435761u;
+    }
+    sum_ctx c = {g_arr, n, {0}};
     double v[32];
     uint64_t sink = 0;
     double (*clk)(void) = t->n == 1 ? now_cpu : now; /* 1 thread: CPU time (busy machines) */
@@ -126,7 +132,6 @@ static double membw(team *t, int reps, double *best) {
         v[r] = (double)bytes / (clk() - t0) / 1e9;
         for (int k = 0; k < t->n; k++) sink += c.part[k];
     }
-    free(a);
     if (sink == 42) printf(" ");
     double b = 0;
     for (int r = 0; r < reps; r++) b = v[r] > b ? v[r] : b;
@@ -205,10 +210,13 @@ static void bench_matvec(team *tm, enum ggx_type t, int64_t rows, int64_t cols, 
     double best = 0;
     for (int r = 0; r < reps; r++) best = v[r] > best ? v[r] : best;
     const double med = median(v, reps);
+    /* the floor again, right after: on a busy machine the pair shows whether it held still */
+    double fb2;
+    const double f2 = g_rotate ? membw(tm, 3, &fb2) : floor_gbs;
     printf("matvec %-5s %6lldx%-5lld n=%lld  %6.1f MB x %2d mats | median %5.1f GB/s (%3.0f%% of floor), "
-           "best %5.1f GB/s (%3.0f%%) | %.2f ms/product\n",
+           "best %5.1f GB/s (%3.0f%%) | %.2f ms/product | floor before %.1f, after %.1f GB/s\n",
            ggx_type_name(t), (long long)rows, (long long)cols, (long long)n, bytes / 1e6, m, med,
-           100 * med / floor_gbs, best, 100 * best / floor_gbs, bytes / med / 1e6);
+           100 * med / floor_gbs, best, 100 * best / floor_gbs, bytes / med / 1e6, floor_gbs, f2);
     for (int i = 0; i < m; i++) free(mats[i]);
     free(mats); free(x); free(qx); free(y);
 }
@@ -346,11 +354,18 @@ int main(int argc, char **argv) {
     }
     char buf[256];
     if (matvec) {
+        int first = 1;
         snprintf(buf, sizeof buf, "%s", types);
         for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
             const int t = ggx_type_from_name(tok);
             if (t < 0 || !ggx_cpu_quant_supported((enum ggx_type)t)) { fprintf(stderr, "unknown type %s\n", tok); continue; }
-            for (int s = 0; s < 2; s++) bench_matvec(&tm, (enum ggx_type)t, shapes[s][0], shapes[s][1], ntok, floor_gbs, reps);
+            for (int s = 0; s < 2; s++) {
+                /* the floor right before each measurement (the first one: the run's floor) */
+                double fb, f = floor_gbs;
+                if (!in_cache && !first) f = membw(&tm, 3, &fb);
+                first = 0;
+                bench_matvec(&tm, (enum ggx_type)t, shapes[s][0], shapes[s][1], ntok, f, reps);
+            }
         }
     }
     if (gemm) {
