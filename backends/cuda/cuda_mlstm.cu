@@ -222,13 +222,27 @@ __global__ void __launch_bounds__(ML_WARPS * 32) mlstm_inter_kernel(const ggx_cu
         n_own *= decay;
         for (int q0 = 0; q0 < L; q0 += SUB) {
             __syncthreads(); /* previous users of ks/vs/ws are done */
-            for (int e = tid; e < SUB * dqk; e += blockDim.x) {
-                const int q = e / dqk, i = e % dqk;
-                ks[q][i] = q0 + q < L ? a.k[(r0 + q0 + q) * nh * dqk + (size_t)h * dqk + i] : 0.0f;
+            /* staging: all of a thread's loads are issued before the first store (a load
+             * followed by its store one at a time left this kernel latency-bound, ncu) */
+            if (iv) { /* thread tid stages k[q][tid] (dqk <= blockDim) */
+                float tmp[SUB];
+#pragma unroll
+                for (int q = 0; q < SUB; q++)
+                    tmp[q] = q0 + q < L ? __ldg(&a.k[(r0 + q0 + q) * nh * dqk + (size_t)h * dqk + tid]) : 0.0f;
+#pragma unroll
+                for (int q = 0; q < SUB; q++) ks[q][tid] = tmp[q];
             }
-            for (int e = tid; e < SUB * 32; e += blockDim.x) {
-                const int q = e / 32, jj = tile * 32 + e % 32;
-                vs[q][e % 32] = (q0 + q < L && jj < dv) ? a.v[(r0 + q0 + q) * nh * dv + (size_t)h * dv + jj] : 0.0f;
+            {
+                constexpr int VR = SUB * 32 / (ML_WARPS * 32); /* v values per thread */
+                float tmp[VR];
+                const int jj = tile * 32 + lane;
+#pragma unroll
+                for (int u = 0; u < VR; u++) {
+                    const int q = warp + ML_WARPS * u;
+                    tmp[u] = (q0 + q < L && jj < dv) ? __ldg(&a.v[(r0 + q0 + q) * nh * dv + (size_t)h * dv + jj]) : 0.0f;
+                }
+#pragma unroll
+                for (int u = 0; u < VR; u++) vs[warp + ML_WARPS * u][lane] = tmp[u];
             }
             if (tid < SUB) ws[tid] = q0 + tid < L ? expf(as[q0 + tid] - m_c) : 0.0f;
             __syncthreads();
@@ -307,15 +321,31 @@ __global__ void __launch_bounds__(256) mlstm_out_kernel(const ggx_cuda_mlstm_arg
     float qn_acc = 0.0f; /* tid < 64: q_tid . n0 */
     for (int k0 = 0; k0 < dqk; k0 += OK) {
         __syncthreads();
-        for (int e = tid; e < OC * OK; e += 256) {
-            const int jj = e / OK, kk = e % OK, kg = k0 + kk; /* k fastest: coalesced loads */
-            const bool ok = kg < dqk;
-            qt[kk][jj] = ok ? a.q[(r0 + jj) * nh * dqk + (size_t)h * dqk + kg] * qscale : 0.0f;
-            kt[kk][jj] = ok ? a.k[(r0 + jj) * nh * dqk + (size_t)h * dqk + kg] : 0.0f;
-        }
-        for (int e = tid; e < OK * OCOL; e += 256) {
-            const int kk = e / OCOL, cc = e % OCOL, kg = k0 + kk;
-            cs[kk][cc] = (kg < dqk && c0 + cc < dv) ? sv[(size_t)kg * dv + c0 + cc] : 0.0f;
+        { /* all loads first, then the stores (see mlstm_inter_kernel); k fastest: coalesced */
+            constexpr int QR = OC * OK / 256, CR = OK * OCOL / 256;
+            float tq[QR], tk[QR], tc_[CR];
+            const int kk = tid % OK, kg = k0 + kk;
+#pragma unroll
+            for (int u = 0; u < QR; u++) {
+                const int jj = tid / OK + (256 / OK) * u;
+                const size_t off = (r0 + jj) * nh * dqk + (size_t)h * dqk + kg;
+                tq[u] = kg < dqk ? __ldg(&a.q[off]) * qscale : 0.0f;
+                tk[u] = kg < dqk ? __ldg(&a.k[off]) : 0.0f;
+            }
+            const int cc = tid % OCOL;
+#pragma unroll
+            for (int u = 0; u < CR; u++) {
+                const int k2 = k0 + tid / OCOL + (256 / OCOL) * u;
+                tc_[u] = (k2 < dqk && c0 + cc < dv) ? __ldg(&sv[(size_t)k2 * dv + c0 + cc]) : 0.0f;
+            }
+#pragma unroll
+            for (int u = 0; u < QR; u++) {
+                const int jj = tid / OK + (256 / OK) * u;
+                qt[kk][jj] = tq[u];
+                kt[kk][jj] = tk[u];
+            }
+#pragma unroll
+            for (int u = 0; u < CR; u++) cs[tid / OCOL + (256 / OCOL) * u][cc] = tc_[u];
         }
         __syncthreads();
         if (tid < OC)
@@ -346,9 +376,17 @@ __global__ void __launch_bounds__(256) mlstm_out_kernel(const ggx_cuda_mlstm_arg
         ii[tid] = a.ig[(r0 + tid) * nh + h];
         qn[tid] = qn_acc;
     }
-    for (int e = tid; e < OC * OCOL; e += 256) { /* v tile [s][col] */
-        const int ss = e / OCOL, cc = e % OCOL;
-        vt[ss * OCOL + cc] = c0 + cc < dv ? a.v[(r0 + ss) * nh * dv + (size_t)h * dv + c0 + cc] : 0.0f;
+    { /* v tile [s][col] */
+        constexpr int VR = OC * OCOL / 256;
+        float tv[VR];
+        const int cc = tid % OCOL;
+#pragma unroll
+        for (int u = 0; u < VR; u++) {
+            const int ss = tid / OCOL + (256 / OCOL) * u;
+            tv[u] = c0 + cc < dv ? __ldg(&a.v[(r0 + ss) * nh * dv + (size_t)h * dv + c0 + cc]) : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < VR; u++) vt[(tid / OCOL + (256 / OCOL) * u) * OCOL + cc] = tv[u];
     }
     __syncthreads();
     if (tid < OC) { /* row stabilizer m_j and the inter-chunk scale */
