@@ -192,11 +192,9 @@ static ggx_status validate(const ggx_model *m, const ggx_seq *seqs, int n, int *
     return GGX_OK;
 }
 
-ggx_status ggx_eval(ggx_model *m, ggx_seq *seqs, int n) {
-    int T = 0, n_out = 0;
-    ggx_status st = validate(m, seqs, n, &T, &n_out);
-    if (st != GGX_OK) return st;
-    pthread_mutex_lock(&m->lock);
+/* One graph run over the whole batch (inputs validated, lock held). */
+static ggx_status eval_locked(ggx_model *m, ggx_seq *seqs, int n, int T, int n_out) {
+    ggx_status st;
     xl_cached_graph *c = NULL;
     if ((st = get_graph(m, seqs, n, T, n_out, &c)) != GGX_OK) goto done;
     int off = 0;
@@ -225,6 +223,37 @@ ggx_status ggx_eval(ggx_model *m, ggx_seq *seqs, int n) {
         }
     }
 done:
+    return st;
+}
+
+ggx_status ggx_eval(ggx_model *m, ggx_seq *seqs, int n) {
+    int T = 0, n_out = 0;
+    ggx_status st = validate(m, seqs, n, &T, &n_out);
+    if (st != GGX_OK) return st;
+    pthread_mutex_lock(&m->lock);
+    int max_t = m->max_eval_tokens > 0 ? m->max_eval_tokens : XL_MAX_EVAL_TOKENS;
+    if (T <= max_t) {
+        st = eval_locked(m, seqs, n, T, n_out);
+    } else {
+        /* A long input runs sequence by sequence in slices (a multiple of the chunk size),
+         * carrying the state: the same math as one call, with activations bounded by the
+         * slice instead of growing with the prompt (HF does the same beyond
+         * max_inference_chunksize). */
+        int slice = max_t;
+        if (m->hp.chunk > 1 && slice >= m->hp.chunk) slice -= slice % m->hp.chunk;
+        const size_t V = (size_t)m->hp.vocab;
+        for (int s = 0; s < n && st == GGX_OK; s++) {
+            for (int o = 0; o < seqs[s].n_tokens && st == GGX_OK; o += slice) {
+                int len = seqs[s].n_tokens - o < slice ? seqs[s].n_tokens - o : slice;
+                bool last = o + len == seqs[s].n_tokens;
+                ggx_seq sub = {seqs[s].state, seqs[s].tokens + o, len, NULL, seqs[s].logits_all};
+                if (seqs[s].logits && seqs[s].logits_all) sub.logits = seqs[s].logits + (size_t)o * V;
+                else if (seqs[s].logits && last) sub.logits = seqs[s].logits;
+                int no = sub.logits ? (sub.logits_all ? len : 1) : 0;
+                st = eval_locked(m, &sub, 1, len, no);
+            }
+        }
+    }
     pthread_mutex_unlock(&m->lock);
     return st;
 }

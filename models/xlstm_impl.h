@@ -37,6 +37,9 @@ typedef struct xl_layer {
 } xl_layer;
 
 #define XL_GRAPH_CACHE 8
+/* Inputs of more tokens than this (all sequences of a call together) are evaluated sequence by
+ * sequence in slices of at most this many tokens (xlstm_eval.c), bounding activation memory. */
+#define XL_MAX_EVAL_TOKENS 2048
 
 typedef struct xl_cached_graph {
     ggx_graph *g;
@@ -69,6 +72,7 @@ struct ggx_model {
     void *arena;
     size_t arena_cap;
     float *logits_host; /* staging for non-host backends (unused on cpu) */
+    int max_eval_tokens; /* 0: XL_MAX_EVAL_TOKENS (tests set it small) */
 };
 
 struct ggx_state {

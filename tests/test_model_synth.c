@@ -65,6 +65,26 @@ int main(void) {
         double ds = rel_diff(s1->mem, s2->mem, ggx_model_state_size(b) / 4);
         TEST_CHECK_MSG(ds <= (types[ti] == GGX_TYPE_Q8_0 ? 2e-2 : 1e-5), "%s: state rel diff %g",
                        ggx_type_name(types[ti]), ds);
+        /* over the per-call token limit: sliced evaluation equals one call */
+        {
+            ggx_state *s4, *s5;
+            ggx_state_create(b, &s4);
+            ggx_state_create(b, &s5);
+            float *sl = malloc(sizeof(float) * (size_t)S * V), *last = malloc(sizeof(float) * V);
+            b->max_eval_tokens = 100; /* slices of 64 tokens (a multiple of the chunk size) */
+            ggx_seq two[2] = {{s4, ids, S, sl, 1}, {s5, ids, S, last, 0}};
+            TEST_CHECK(ggx_eval(b, two, 2) == GGX_OK);
+            b->max_eval_tokens = 0;
+            double dl = rel_diff(sl, pre, (size_t)S * V);
+            TEST_CHECK_MSG(dl <= 1e-5, "%s: sliced all-logits rel diff %g", ggx_type_name(types[ti]), dl);
+            dl = rel_diff(last, pre + (size_t)(S - 1) * V, V);
+            TEST_CHECK_MSG(dl <= tol, "%s: sliced last logits rel diff %g", ggx_type_name(types[ti]), dl);
+            dl = rel_diff(s4->mem, s1->mem, ggx_model_state_size(b) / 4);
+            TEST_CHECK_MSG(dl <= 1e-5, "%s: sliced state rel diff %g", ggx_type_name(types[ti]), dl);
+            TEST_CHECK(!memcmp(s4->mem, s5->mem, ggx_model_state_size(b)));
+            free(sl), free(last);
+            ggx_state_free(s4), ggx_state_free(s5);
+        }
         /* batch of unequal sequences vs separate */
         ggx_state_reset(s1);
         ggx_state_reset(s2);
