@@ -7,8 +7,9 @@
  *     ggx_tensor *h  = ggx_get_rows(g, emb_weight, x);            // [n, E] f32
  *     ggx_tensor *y  = ggx_mul_mat(g, w_q, h);                     // [n, Q] f32
  *     ...
- *     ggx_graph_plan(g, backend);      // assign intermediate buffers (reused; no allocation later)
- *     backend->iface.graph_compute(backend, g);
+ *     void *arena = NULL; size_t cap = 0;     // owned by the caller (the model keeps one)
+ *     ggx_graph_plan(g, backend, &arena, &cap); // offsets with reuse; grows arena if needed
+ *     ggx_graph_compute(g, backend);          // any number of times, no allocation
  *
  * Shapes are row-major, outermost dim first, like PyTorch: activations are [n_tokens, features],
  * linear weights are [out, in], and ggx_mul_mat(W, x) computes x @ W^T -> [n_tokens, out].
