@@ -115,6 +115,8 @@ fi
 if [ $DO_BENCH = 1 ]; then
   B=$BUILD/bench_cuda
   CUDA_LIB=$(dirname "$(command -v nvcc)")/../lib64
+  # tests/CMakeLists.txt builds it with the CUDA backend; else build it here
+  if [ -x "$BUILD/tests/bench_cuda" ]; then cp "$BUILD/tests/bench_cuda" "$B"; else
   gcc -O2 -std=c11 -D_GNU_SOURCE -DGGX_USE_CUDA=1 -I"$ROOT" -I"$ROOT/include" -I"$ROOT/ggx" \
     -I"$CUDA_LIB/../include" tests/bench/bench_cuda.c -o "$B" "$BUILD/libggxcore.a" \
     "$BUILD/libggxcuda.a" -L"$CUDA_LIB" -lcublas -lcublasLt -lcudart -lstdc++ -lm -lpthread \
@@ -123,6 +125,7 @@ if [ $DO_BENCH = 1 ]; then
     -I"$CUDA_LIB/../include" tests/bench/bench_cuda.c ggx/error.c ggx/types.c ggx/quants.c -o "$B" \
     "$BUILD/libggxcuda.a" -L"$CUDA_LIB" -lcublas -lcublasLt -lcudart -lstdc++ -lm -lpthread \
     >>"$OUTDIR/bench-build.log" 2>&1 || { note "== bench build FAILED"; cat "$OUTDIR/bench-build.log" | head -20; }
+  fi
   if [ -x "$B" ]; then
     ARGS=${BENCH_ARGS:---types bf16,q8_0,q4_0 --decode-batches 1 --steps 30}
     echo "== bench_cuda $ARGS"

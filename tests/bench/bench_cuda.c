@@ -15,7 +15,6 @@
 #include "ggx/backend.h"
 #include "ggx/error.h"
 
-#include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
