@@ -4,6 +4,9 @@
 #include "types.h"
 
 #include <stdatomic.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 
 static void dot_f32_ref(const float *w, const float *x, int64_t ldx, int nx, int64_t n,
                         float *out) {
@@ -69,12 +72,23 @@ const ggx_cpu_kernels ggx_cpu_kernels_scalar = {
 
 /* ------------------------------------------------------------------------------ dispatch -- */
 
+/* F16C via cpuid: clang 14's __builtin_cpu_supports does not know "f16c". */
+static int has_f16c(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    return (c >> 29) & 1;
+#else
+    return 0;
+#endif
+}
+
 static int has_avx512(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+           __builtin_cpu_supports("fma") && has_f16c();
 #else
     return 0;
 #endif
@@ -83,8 +97,7 @@ static int has_avx512(void) {
 static int has_avx2(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
 #else
     return 0;
 #endif
