@@ -39,6 +39,33 @@ static int get_int(const cJSON *v, double lo, double hi, long long *out) {
     return 0;
 }
 
+/* Optional boolean member `key` (absent or null leaves *out): 0, or -1 with *e set. */
+static int opt_bool(const cJSON *root, const char *key, int *out, serve_err *e) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsBool(v)) {
+        BAD("'%s' must be a boolean", key);
+        return -1;
+    }
+    *out = cJSON_IsTrue(v);
+    return 0;
+}
+
+/* Optional finite number member `key` in [lo, hi], or (lo, hi] with lo_open; absent or null
+ * leaves *out. 0, or -1 with *e set. */
+static int opt_number(const cJSON *root, const char *key, double lo, int lo_open, double hi,
+                      float *out, serve_err *e) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v || cJSON_IsNull(v)) return 0;
+    double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    if (!isfinite(d) || d < lo || (lo_open && d == lo) || d > hi) {
+        BAD("'%s' must be a number in %c%g, %g]", key, lo_open ? '(' : '[', lo, hi);
+        return -1;
+    }
+    *out = (float)d;
+    return 0;
+}
+
 static cJSON *parse_object(const char *body, size_t len, serve_err *e) {
     if (len == 0) {
         BAD("the request body is empty; expected a JSON object");
@@ -152,22 +179,8 @@ int serve_req_parse(const char *body, size_t len, int chat, const serve_chat_fmt
             goto fail;
         }
     }
-    v = cJSON_GetObjectItemCaseSensitive(root, "stream");
-    if (v && !cJSON_IsNull(v)) {
-        if (!cJSON_IsBool(v)) {
-            BAD("'stream' must be a boolean");
-            goto fail;
-        }
-        out->stream = cJSON_IsTrue(v);
-    }
-    v = cJSON_GetObjectItemCaseSensitive(root, "ignore_eos");
-    if (v && !cJSON_IsNull(v)) {
-        if (!cJSON_IsBool(v)) {
-            BAD("'ignore_eos' must be a boolean");
-            goto fail;
-        }
-        out->ignore_eos = cJSON_IsTrue(v);
-    }
+    if (opt_bool(root, "stream", &out->stream, e) || opt_bool(root, "ignore_eos", &out->ignore_eos, e))
+        goto fail;
     v = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
     if (v && !cJSON_IsNull(v)) {
         const cJSON *u = cJSON_GetObjectItemCaseSensitive(v, "include_usage");
@@ -177,24 +190,9 @@ int serve_req_parse(const char *body, size_t len, int chat, const serve_chat_fmt
         }
         out->include_usage = cJSON_IsTrue(u);
     }
-    v = cJSON_GetObjectItemCaseSensitive(root, "temperature");
-    if (v && !cJSON_IsNull(v)) {
-        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < 0 ||
-            v->valuedouble > 2) {
-            BAD("'temperature' must be a number in [0, 2]");
-            goto fail;
-        }
-        out->temperature = (float)v->valuedouble;
-    }
-    v = cJSON_GetObjectItemCaseSensitive(root, "top_p");
-    if (v && !cJSON_IsNull(v)) {
-        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble <= 0 ||
-            v->valuedouble > 1) {
-            BAD("'top_p' must be a number in (0, 1]");
-            goto fail;
-        }
-        out->top_p = (float)v->valuedouble;
-    }
+    if (opt_number(root, "temperature", 0, 0, 2, &out->temperature, e) ||
+        opt_number(root, "top_p", 0, 1, 1, &out->top_p, e))
+        goto fail;
     v = cJSON_GetObjectItemCaseSensitive(root, "top_k");
     if (v && !cJSON_IsNull(v)) {
         if (get_int(v, 0, 1e9, &iv)) {
@@ -203,24 +201,9 @@ int serve_req_parse(const char *body, size_t len, int chat, const serve_chat_fmt
         }
         out->top_k = (int)iv;
     }
-    v = cJSON_GetObjectItemCaseSensitive(root, "min_p");
-    if (v && !cJSON_IsNull(v)) {
-        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < 0 ||
-            v->valuedouble > 1) {
-            BAD("'min_p' must be a number in [0, 1]");
-            goto fail;
-        }
-        out->min_p = (float)v->valuedouble;
-    }
-    v = cJSON_GetObjectItemCaseSensitive(root, "repeat_penalty");
-    if (v && !cJSON_IsNull(v)) {
-        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble <= 0 ||
-            v->valuedouble > 10) {
-            BAD("'repeat_penalty' must be a number in (0, 10]");
-            goto fail;
-        }
-        out->repeat_penalty = (float)v->valuedouble;
-    }
+    if (opt_number(root, "min_p", 0, 0, 1, &out->min_p, e) ||
+        opt_number(root, "repeat_penalty", 0, 1, 10, &out->repeat_penalty, e))
+        goto fail;
     v = cJSON_GetObjectItemCaseSensitive(root, "max_tokens");
     if (chat && (!v || cJSON_IsNull(v))) v = cJSON_GetObjectItemCaseSensitive(root, "max_completion_tokens");
     if (v && !cJSON_IsNull(v)) {
