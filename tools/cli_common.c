@@ -342,7 +342,7 @@ static int eos_is_special(const char *path, int eos) {
     return special;
 }
 
-static char *read_chat_template(const char *path) {
+char *cli_read_chat_template(const char *path) {
     ggx_file *f = NULL;
     char *s = NULL;
     if (ggx_file_open(path, &f) != GGX_OK) return NULL;
@@ -384,7 +384,7 @@ int cli_model_open(const cli_opts *o, const char *cmd, cli_model *cm) {
     cm->bos_id = ggx_model_bos_id(cm->model);
     if (cm->bos_id < 0 || cm->bos_id >= cm->n_vocab) cm->bos_id = eot;
     cm->add_bos = ggx_model_add_bos_default(cm->model) && cm->bos_id >= 0;
-    cm->chat_template = read_chat_template(cm->path);
+    cm->chat_template = cli_read_chat_template(cm->path);
     return 0;
 fail:
     cli_model_close(cm);

@@ -92,6 +92,9 @@ typedef struct cli_model {
 int cli_model_open(const cli_opts *o, const char *cmd, cli_model *cm);
 void cli_model_close(cli_model *cm);
 int cli_is_stop_id(const cli_model *cm, int32_t id);
+/* tokenizer.chat_template of the .ggx at path (malloc'ed), or NULL if it has none or cannot be
+ * read. */
+char *cli_read_chat_template(const char *path);
 
 /* --------------------------------------------------------------------- files -------------- */
 /* Whole file ("-" = stdin) into a malloc'ed NUL-terminated buffer. 0 ok, -1 (reported). */

@@ -11,8 +11,7 @@
 #include <string.h>
 
 #ifdef GGX_HAVE_MHD
-#include "ggxfile.h"
-#include "keys.h"
+#include "cli_common.h"
 #include "models/xlstm.h"
 #include "types.h"
 #include "serve.h"
@@ -138,18 +137,6 @@ static void model_name_from_path(const char *path, char *out, size_t cap) {
     memcpy(out, b, n);
     out[n] = 0;
     if (n > 4 && !strcmp(out + n - 4, ".ggx")) out[n - 4] = 0;
-}
-
-/* The chat template string of the model file, or NULL. */
-static char *read_chat_template(const char *path) {
-    ggx_file *f = NULL;
-    char *t = NULL;
-    if (ggx_file_open(path, &f) != GGX_OK) return NULL;
-    if (ggx_file_find_kv(f, GGX_KEY_TOK_CHAT_TMPL) &&
-        ggx_file_get_str(f, GGX_KEY_TOK_CHAT_TMPL, &t) != GGX_OK)
-        t = NULL;
-    ggx_file_close(f);
-    return t;
 }
 
 int ggx_cmd_serve(int argc, char **argv) {
@@ -345,7 +332,7 @@ int ggx_cmd_serve(int argc, char **argv) {
     ctx.n_vocab = ggx_model_n_vocab(ctx.model);
     ctx.bos = ggx_model_bos_id(ctx.model);
     ctx.add_bos = ggx_model_add_bos_default(ctx.model);
-    tmpl = synthetic ? NULL : read_chat_template(model_path);
+    tmpl = synthetic ? NULL : cli_read_chat_template(model_path);
     if (!serve_chat_fmt_init(&ctx.chat_fmt, tmpl) && !quiet)
         fprintf(stderr, "ggx serve: the model's chat template is neither ChatML nor ggx's {msg} "
                         "format (Jinja?); using the plain default chat format (docs/serve.md)\n");
