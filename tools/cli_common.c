@@ -404,6 +404,25 @@ int cli_is_stop_id(const cli_model *cm, int32_t id) {
     return 0;
 }
 
+void cli_unescape(char *s) {
+    char *w = s;
+    for (char *r = s; *r; r++) {
+        if (*r == '\\' && r[1]) {
+            r++;
+            switch (*r) {
+            case 'n': *w++ = '\n'; break;
+            case 't': *w++ = '\t'; break;
+            case 'r': *w++ = '\r'; break;
+            case '\\': *w++ = '\\'; break;
+            default: *w++ = '\\'; *w++ = *r; break;
+            }
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = 0;
+}
+
 /* ===================================================================== files ============== */
 
 int cli_read_file(const char *cmd, const char *path, char **out, size_t *len) {

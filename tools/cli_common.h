@@ -96,6 +96,10 @@ int cli_is_stop_id(const cli_model *cm, int32_t id);
  * read. */
 char *cli_read_chat_template(const char *path);
 
+/* The escapes \n \t \r \\ to their characters, in place (for --stop and templates, where a
+ * shell makes real newlines awkward); any other backslash is kept as is. */
+void cli_unescape(char *s);
+
 /* --------------------------------------------------------------------- files -------------- */
 /* Whole file ("-" = stdin) into a malloc'ed NUL-terminated buffer. 0 ok, -1 (reported). */
 int cli_read_file(const char *cmd, const char *path, char **out, size_t *len);

@@ -116,25 +116,6 @@ typedef struct chat {
     double turn_prefill_s, turn_decode_s;
 } chat;
 
-static void unescape(char *s) {
-    char *w = s;
-    for (char *r = s; *r; r++) {
-        if (*r == '\\' && r[1]) {
-            r++;
-            switch (*r) {
-            case 'n': *w++ = '\n'; break;
-            case 't': *w++ = '\t'; break;
-            case 'r': *w++ = '\r'; break;
-            case '\\': *w++ = '\\'; break;
-            default: *w++ = '\\'; *w++ = *r; break;
-            }
-        } else {
-            *w++ = *r;
-        }
-    }
-    *w = 0;
-}
-
 /* Split a template at its one {msg}; derive the stop string. 0 ok, -1 not usable. */
 static int set_template(chat *c, const char *t) {
     const char *m = strstr(t, "{msg}");
@@ -582,7 +563,7 @@ int ggx_cmd_chat(int argc, char **argv) {
             }
             char *d = strdup(v);
             if (!d) goto done;
-            unescape(d);
+            cli_unescape(d);
             if (!*d) {
                 free(d);
                 cli_err(CMD, "--stop: empty string");
@@ -610,7 +591,7 @@ int ggx_cmd_chat(int argc, char **argv) {
     } else if (tmpl_arg) {
         char *t = strdup(tmpl_arg);
         if (!t) goto done;
-        unescape(t);
+        cli_unescape(t);
         int bad = set_template(&c, t);
         free(t);
         if (bad) {

@@ -52,26 +52,6 @@ static void usage(FILE *out) {
             "  ggx run -p \"KING:\" --stop \"\\n\\n\" --quiet\n");
 }
 
-/* "\n" -> newline etc., in place (for --stop, where a shell makes real newlines awkward). */
-static void unescape(char *s) {
-    char *w = s;
-    for (char *r = s; *r; r++) {
-        if (*r == '\\' && r[1]) {
-            r++;
-            switch (*r) {
-            case 'n': *w++ = '\n'; break;
-            case 't': *w++ = '\t'; break;
-            case 'r': *w++ = '\r'; break;
-            case '\\': *w++ = '\\'; break;
-            default: *w++ = '\\'; *w++ = *r; break;
-            }
-        } else {
-            *w++ = *r;
-        }
-    }
-    *w = 0;
-}
-
 typedef struct run_args {
     cli_opts o;
     const char *prompt, *prompt_file, *ids_arg;
@@ -114,7 +94,7 @@ static int parse_args(run_args *a, int argc, char **argv) {
             }
             char *c = strdup(v);
             if (!c) return 1;
-            unescape(c);
+            cli_unescape(c);
             if (!*c) {
                 free(c);
                 cli_err(CMD, "--stop: empty string");
