@@ -71,6 +71,14 @@ static void msort(size_t *v, size_t *tmp, size_t n, idx_cmp cmp, const void *ctx
     while (j < n) tmp[k++] = v[j++];
     memcpy(v, tmp, n * sizeof *v);
 }
+/* Stable sort of the index v[0..n) by cmp; "WHAT: out of memory" if the scratch fails. */
+static ggx_status sort_index(size_t *v, size_t n, idx_cmp cmp, const void *ctx, const char *what) {
+    size_t *tmp = malloc((n ? n : 1) * sizeof *tmp);
+    if (!tmp) return ggx_fail(GGX_ERR_NOMEM, "%s: out of memory", what);
+    msort(v, tmp, n, cmp, ctx);
+    free(tmp);
+    return GGX_OK;
+}
 static int kv_cmp(const void *ctx, size_t a, size_t b) {
     const ggx_kv *kv = ctx;
     return cmp_str(kv[a].key.ptr, kv[a].key.len, kv[b].key.ptr, kv[b].key.len);
@@ -184,10 +192,8 @@ static ggx_status parse_kv(ggx_file *f, uint64_t off, uint64_t size, uint64_t co
         return ggx_fail(GGX_ERR_FORMAT, "kv section: %" PRIu64 " entries use %" PRIu64 " of its %"
                         PRIu64 " bytes", count, pos, size);
     f->n_kv = (size_t)count;
-    size_t *tmp = malloc((count ? count : 1) * sizeof *tmp);
-    if (!tmp) return ggx_fail(GGX_ERR_NOMEM, "kv section: out of memory");
-    msort(f->kv_sorted, tmp, f->n_kv, kv_cmp, f->kvs);
-    free(tmp);
+    ggx_status st = sort_index(f->kv_sorted, f->n_kv, kv_cmp, f->kvs, "kv section");
+    if (st != GGX_OK) return st;
     for (size_t i = 1; i < f->n_kv; i++) {
         const ggx_kv *a = &f->kvs[f->kv_sorted[i - 1]], *b = &f->kvs[f->kv_sorted[i]];
         if (!cmp_str(a->key.ptr, a->key.len, b->key.ptr, b->key.len))
@@ -290,10 +296,8 @@ static ggx_status parse_tensors(ggx_file *f, uint64_t off, uint64_t size, uint64
         return ggx_fail(GGX_ERR_FORMAT, "tensor table: %" PRIu64 " entries use %" PRIu64 " of its %"
                         PRIu64 " bytes", count, pos, size);
     f->n_tensors = (size_t)count;
-    size_t *tmp = malloc((count ? count : 1) * sizeof *tmp);
-    if (!tmp) return ggx_fail(GGX_ERR_NOMEM, "tensor table: out of memory");
-    msort(f->t_sorted, tmp, f->n_tensors, t_cmp, f->tensors);
-    free(tmp);
+    ggx_status st = sort_index(f->t_sorted, f->n_tensors, t_cmp, f->tensors, "tensor table");
+    if (st != GGX_OK) return st;
     for (size_t i = 1; i < f->n_tensors; i++)
         if (!strcmp(f->tensors[f->t_sorted[i - 1]].name, f->tensors[f->t_sorted[i]].name))
             return ggx_fail(GGX_ERR_FORMAT, "tensor table: duplicate name '%s'",
