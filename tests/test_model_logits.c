@@ -9,52 +9,15 @@
  *   - a batch of all prompts in one ggx_eval equals separate calls
  *   - -t 1 and -t 2 give bit-identical logits
  */
+#include "refdata.h"
 #include "testutil.h"
 
 #include "ggx.h"
 #include "models/xlstm_impl.h"
 
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdint.h>
 #include <sys/stat.h>
-
-/* ------------------------------------------------------------ tiny safetensors reader -- */
-typedef struct ref_file {
-    unsigned char *buf;
-    size_t len;
-    cJSON *hdr;
-    size_t data_start;
-} ref_file;
-
-static int ref_open(ref_file *r, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    fseek(f, 0, SEEK_END);
-    r->len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    r->buf = malloc(r->len);
-    if (fread(r->buf, 1, r->len, f) != r->len) return fclose(f), -1;
-    fclose(f);
-    uint64_t n;
-    memcpy(&n, r->buf, 8);
-    r->hdr = cJSON_ParseWithLength((const char *)r->buf + 8, n);
-    r->data_start = 8 + n;
-    return r->hdr ? 0 : -1;
-}
-
-/* pointer to the data of `name`, its element count in *n and first dim in *rows */
-static const void *ref_get(ref_file *r, const char *name, int64_t *n, int64_t *rows) {
-    cJSON *t = cJSON_GetObjectItem(r->hdr, name);
-    if (!t) return NULL;
-    cJSON *sh = cJSON_GetObjectItem(t, "shape"), *off = cJSON_GetObjectItem(t, "data_offsets");
-    int64_t cnt = 1;
-    cJSON *d;
-    cJSON_ArrayForEach(d, sh) cnt *= (int64_t)d->valuedouble;
-    *n = cnt;
-    *rows = (int64_t)cJSON_GetArrayItem(sh, 0)->valuedouble;
-    return r->buf + r->data_start + (size_t)cJSON_GetArrayItem(off, 0)->valuedouble;
-}
 
 static float max_abs_diff(const float *a, const float *b, size_t n) {
     float m = 0;
@@ -269,7 +232,6 @@ int main(void) {
     test_file(f32, "f32");
     test_file(bf16, "bf16");
     remove(f32), remove(bf16), rmdir(dir);
-    cJSON_Delete(g_ref.hdr);
-    free(g_ref.buf);
+    ref_close(&g_ref);
     return test_finish("test_model_logits");
 }
