@@ -61,6 +61,10 @@ for src in f32 bf16; do
     check 'cmp -s "$T/m0.txt" "$T/m1.txt"'
   done
 done
+# the output does not depend on the thread count
+"$BIN" quantize "$T/bf16.ggx" "$T/t1.ggx" --type q4_x -t 1 --quiet; check '[ $? -eq 0 ]'
+"$BIN" quantize "$T/bf16.ggx" "$T/t3.ggx" --type q4_x -t 3 --quiet; check '[ $? -eq 0 ]'
+check 'cmp -s "$T/t1.ggx" "$T/t3.ggx" && cmp -s "$T/t1.ggx" "$T/bf16-q4_x.ggx"'
 # 4-bit files are about a third of f32 or smaller
 check '[ $(stat -c %s "$T/f32-q4_x.ggx") -lt $(( $(stat -c %s "$T/f32.ggx") / 4 )) ]'
 
