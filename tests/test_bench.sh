@@ -5,15 +5,10 @@
 set -u
 BIN=${GGX_BIN:-build/ggx}
 BUILD=${GGX_BUILD_DIR:-$(dirname "$BIN")}
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 command -v python3 >/dev/null || { echo "test_bench: python3 missing, skipped"; exit 77; }
 [ -f "$BUILD/models/default.ggx" ] || { echo "test_bench: no built-in model, skipped"; exit 77; }
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ggx-test-bench.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
+test_tmpdir TMP ggx-test-bench
 
 "$BIN" bench -m default -p 16 -n 4 -r 1 --json --quiet >"$TMP/j"
 check '[ $? -eq 0 ]' "bench --json exit code"
@@ -59,5 +54,4 @@ check '[ $? -eq 2 ]' "-m with --synthetic is a usage error"
 "$BIN" bench --help | grep -q examples
 check '[ $? -eq 0 ]' "bench --help"
 
-echo "test_bench: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+test_finish test_bench

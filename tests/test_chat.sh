@@ -7,19 +7,10 @@ set -u
 BIN=${GGX_BIN:-build/ggx}
 DATA=${GGX_TEST_DATA:-tests/data}
 BUILD=${GGX_BUILD_DIR:-$(dirname "$BIN")}
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ggx-test-chat.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-MODEL=$BUILD/models/default.ggx
-if [ ! -f "$MODEL" ]; then
-    MODEL=$TMP/tiny.ggx
-    "$BIN" convert "$DATA/xlstm-tiny" -o "$MODEL" --type f32 --quiet || { bad "convert"; exit 1; }
-fi
+test_tmpdir TMP ggx-test-chat
+test_model
 chat() { "$BIN" chat -m "$MODEL" --quiet "$@"; }
 
 # /reset replays: the same seed from the same (fresh) state gives the same reply
@@ -89,5 +80,4 @@ check '[ $? -eq 2 ] && grep -q "{msg}" "$TMP/err"' "bad template"
 "$BIN" chat --help | grep -q examples
 check '[ $? -eq 0 ]' "chat --help"
 
-echo "test_chat: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+test_finish test_chat

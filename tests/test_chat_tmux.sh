@@ -14,10 +14,7 @@ command -v tmux >/dev/null || { echo "test_chat_tmux: tmux missing, skipped"; ex
     { echo "test_chat_tmux: built-in default model not built, skipped"; exit 77; }
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/ggx-test-tmux.XXXXXX")
 SOCK=ggx-test-$$
@@ -163,5 +160,4 @@ T send-keys -t s7 Up Up
 wait_text s7 "^> a line to remember" && ok
 say s7 ""; say s7 "/quit"; wait_gone s7
 
-echo "test_chat_tmux: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+test_finish test_chat_tmux

@@ -6,11 +6,8 @@ set -u
 BIN=${GGX_BIN:?}
 DATA=${GGX_TEST_DATA:?}
 command -v python3 >/dev/null || { echo "python3 missing"; exit 77; }
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+test_tmpdir T ggx-logits-cli
 
 "$BIN" convert "$DATA/xlstm-tiny" -o "$T/m.ggx" --type f32 --quiet || { echo "convert failed"; exit 1; }
 REF="$DATA/xlstm-tiny/reference/logits.safetensors"
@@ -57,5 +54,4 @@ msg=$("$BIN" logits -m "$T/nope.ggx" --ids 1 -o "$T/x4" 2>&1); rc=$?
 [ $rc -eq 1 ] && [ ! -e "$T/x4" ] && echo "$msg" | grep -q "nope.ggx" && ok || bad "missing model: rc=$rc msg=$msg"
 "$BIN" logits --help | grep -q "examples" && ok || bad "--help"
 
-echo "test_logits_cli: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+test_finish test_logits_cli

@@ -6,11 +6,8 @@
 set -u
 BIN=${GGX_BIN:?}
 DATA=${GGX_TEST_DATA:?}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*" >&2; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+test_tmpdir T ggx-perplexity
 VAL="$DATA/xlstm-tiny/reference/val.txt"
 "$BIN" convert "$DATA/xlstm-tiny" -o "$T/f32.ggx" --type f32 --quiet || { echo "convert failed"; exit 1; }
 "$BIN" convert "$DATA/xlstm-tiny" -o "$T/bf16.ggx" --type bf16 --quiet || { echo "convert failed"; exit 1; }
@@ -51,5 +48,4 @@ msg=$("$BIN" perplexity -m "$T/f32.ggx" -f "$T/missing.txt" 2>&1); rc=$?
 msg=$("$BIN" perplexity -f "$VAL" 2>&1); rc=$?
 [ $rc -eq 2 ] && ok || bad "no -m: rc=$rc"
 
-echo "test_perplexity_slow: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+test_finish test_perplexity_slow

@@ -9,22 +9,13 @@ BIN=${GGX_BIN:-build/ggx}
 DATA=${GGX_TEST_DATA:-tests/data}
 BUILD=${GGX_BUILD_DIR:-$(dirname "$BIN")}
 REF=$DATA/xlstm-tiny/reference/logits.safetensors
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 command -v python3 >/dev/null || { echo "test_run: python3 missing, skipped"; exit 77; }
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ggx-test-run.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
+test_tmpdir TMP ggx-test-run
 
 # The model: the built-in default if it was built, else convert the fixture here.
-MODEL=$BUILD/models/default.ggx
-if [ ! -f "$MODEL" ]; then
-    MODEL=$TMP/tiny.ggx
-    "$BIN" convert "$DATA/xlstm-tiny" -o "$MODEL" --type f32 --quiet || { bad "convert"; exit 1; }
-fi
+test_model
 
 # --- greedy reference ------------------------------------------------------------------------
 # pK.ids / pK.gen_ids (int32) from the safetensors file, as "K ids gen_ids" lines.
@@ -132,5 +123,4 @@ check '[ $? -eq 2 ] && grep -q "ids" "$TMP/err"' "out-of-range --ids"
 "$BIN" run -m "$TMP/nope.ggx" -p x 2>"$TMP/err"
 check '[ $? -eq 1 ] && grep -q "^ggx run: " "$TMP/err"' "missing model file message"
 
-echo "test_run: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+test_finish test_run

@@ -7,12 +7,8 @@ set -u
 BIN=${GGX_BIN:?GGX_BIN not set}
 DATA=${GGX_TEST_DATA:?GGX_TEST_DATA not set}
 command -v python3 >/dev/null || { echo "test_tokenize: python3 missing, skipping"; exit 77; }
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ggx-tokenize-XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+test_tmpdir TMP ggx-tokenize
 
 # jsonl round: texts in, ids out; ids in, texts out; compared with the fixture by python
 jsonl_case() { # MODEL ENCODINGS LABEL
@@ -111,5 +107,4 @@ printf '{"model":{"type":"Unigram","vocab":[]}}' >"$TMP/uni.json"
 "$BIN" tokenize -m "$TMP/uni.json" -p x >/dev/null 2>"$TMP/err"; rc=$?
 check '[ $rc -eq 1 ] && grep -q "Unigram" "$TMP/err"' "unsupported model type named"
 
-echo "test_tokenize: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+test_finish test_tokenize

@@ -12,11 +12,8 @@ SRC=$(cd "$(dirname "$0")" && pwd)
 # Prefer a python3 that has the regex module (Debian python3-regex lives under /usr/bin/python3).
 python3() { if [ -z "${PY:-}" ]; then PY=python3; for c in /usr/bin/python3 python3; do command "$c" -c "import regex" 2>/dev/null && { PY=$c; break; }; done; fi; command "$PY" "$@"; }
 python3 -c "import regex" 2>/dev/null || { echo "test_tokenize_ref_slow: python3 with the regex module missing, skipping"; exit 77; }
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ggx-tokref-XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+test_tmpdir TMP ggx-tokref
 
 python3 -c 'import json,sys; [print(json.dumps(c)) for c in json.load(open(sys.argv[1]))["cases"]]' \
     "$DATA/tokenizers/cases.json" >"$TMP/cases.jsonl"
@@ -57,5 +54,4 @@ EOF
     done
 done
 
-echo "test_tokenize_ref_slow: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+test_finish test_tokenize_ref_slow
