@@ -46,6 +46,19 @@ done:
 
 /* ---------------------------------------------------------------- typed field access */
 
+/* json as a JSON object in *o (free with cJSON_Delete, also on failure). */
+static ggx_status parse_object(const char *json, size_t len, const char *what, cJSON **o) {
+    *o = cJSON_ParseWithLength(json, len);
+    if (!*o || !cJSON_IsObject(*o)) return ggx_fail(GGX_ERR_FORMAT, "%s: not a JSON object", what);
+    return GGX_OK;
+}
+
+/* j is a token id: an integral number in [0, 2^31). */
+static bool is_id(const cJSON *j) {
+    return j && cJSON_IsNumber(j) && floor(j->valuedouble) == j->valuedouble &&
+           j->valuedouble >= 0 && j->valuedouble <= 2147483647.0;
+}
+
 static ggx_status get_int(const cJSON *o, const char *what, const char *key, const char *alias,
                           int64_t lo, int64_t hi, int required, int64_t *out) {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -89,8 +102,7 @@ static ggx_status get_id(const cJSON *o, const char *what, const char *key, int6
         return GGX_OK;
     }
     if (cJSON_IsArray(j)) j = cJSON_GetArrayItem(j, 0);
-    if (!j || !cJSON_IsNumber(j) || floor(j->valuedouble) != j->valuedouble ||
-        j->valuedouble < 0 || j->valuedouble > 2147483647.0)
+    if (!is_id(j))
         return ggx_fail(GGX_ERR_FORMAT, "%s: '%s' must be a token id (integer >= 0, a list, or"
                         " null)", what, key);
     *out = (int64_t)j->valuedouble;
@@ -120,12 +132,9 @@ ggx_status ggx_hf_config_parse(const char *json, size_t len, const char *what, g
     strcpy(c->weight_mode, "single");
     c->bos_id = c->eos_id = c->pad_id = -1;
 
-    cJSON *o = cJSON_ParseWithLength(json, len);
-    ggx_status s = GGX_OK;
-    if (!o || !cJSON_IsObject(o)) {
-        s = ggx_fail(GGX_ERR_FORMAT, "%s: not a JSON object", what);
-        goto done;
-    }
+    cJSON *o;
+    ggx_status s = parse_object(json, len, what, &o);
+    if (s) goto done;
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "model_type");
     if (!cJSON_IsString(mt)) {
         s = ggx_fail(GGX_ERR_FORMAT, "%s: 'model_type' is missing (expected \"xlstm\")", what);
@@ -200,12 +209,9 @@ done:
 }
 
 ggx_status ggx_hf_genconfig_apply(const char *json, size_t len, const char *what, ggx_hf_config *c) {
-    cJSON *o = cJSON_ParseWithLength(json, len);
-    ggx_status s = GGX_OK;
-    if (!o || !cJSON_IsObject(o)) {
-        s = ggx_fail(GGX_ERR_FORMAT, "%s: not a JSON object", what);
-        goto done;
-    }
+    cJSON *o;
+    ggx_status s = parse_object(json, len, what, &o);
+    if (s) goto done;
     /* only ids that are set and non-null override config.json */
     int64_t v;
     const char *keys[3] = {"bos_token_id", "eos_token_id", "pad_token_id"};
@@ -227,12 +233,9 @@ done:
 ggx_status ggx_hf_tokenizer_parse(const char *json, size_t len, const char *what, ggx_hf_tokinfo *t) {
     memset(t, 0, sizeof *t);
     t->eot_id = -1;
-    cJSON *o = cJSON_ParseWithLength(json, len);
-    ggx_status s = GGX_OK;
-    if (!o || !cJSON_IsObject(o)) {
-        s = ggx_fail(GGX_ERR_FORMAT, "%s: not a JSON object", what);
-        goto done;
-    }
+    cJSON *o;
+    ggx_status s = parse_object(json, len, what, &o);
+    if (s) goto done;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(o, "model");
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
@@ -249,8 +252,7 @@ ggx_status ggx_hf_tokenizer_parse(const char *json, size_t len, const char *what
     int64_t maxid = -1;
     const cJSON *e;
     cJSON_ArrayForEach(e, vocab) {
-        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 2147483647.0 ||
-            floor(e->valuedouble) != e->valuedouble) {
+        if (!is_id(e)) {
             s = ggx_fail(GGX_ERR_FORMAT, "%s: vocab entry \"%.64s\" has no valid id", what, e->string);
             goto done;
         }
@@ -266,8 +268,7 @@ ggx_status ggx_hf_tokenizer_parse(const char *json, size_t len, const char *what
         cJSON_ArrayForEach(e, added) {
             const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
             const cJSON *ct = cJSON_GetObjectItemCaseSensitive(e, "content");
-            if (!cJSON_IsNumber(id) || !cJSON_IsString(ct) || id->valuedouble < 0 ||
-                id->valuedouble > 2147483647.0 || floor(id->valuedouble) != id->valuedouble) {
+            if (!is_id(id) || !cJSON_IsString(ct)) {
                 s = ggx_fail(GGX_ERR_FORMAT, "%s: an added token lacks a valid 'id' or 'content'", what);
                 goto done;
             }
@@ -288,12 +289,9 @@ done:
 }
 
 ggx_status ggx_hf_tokconfig_apply(const char *json, size_t len, const char *what, ggx_hf_tokinfo *t) {
-    cJSON *o = cJSON_ParseWithLength(json, len);
-    ggx_status s = GGX_OK;
-    if (!o || !cJSON_IsObject(o)) {
-        s = ggx_fail(GGX_ERR_FORMAT, "%s: not a JSON object", what);
-        goto done;
-    }
+    cJSON *o;
+    ggx_status s = parse_object(json, len, what, &o);
+    if (s) goto done;
     const cJSON *ct = cJSON_GetObjectItemCaseSensitive(o, "chat_template");
     const char *tmpl = NULL;
     if (cJSON_IsString(ct)) {
