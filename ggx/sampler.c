@@ -269,35 +269,29 @@ static void sort_cand(const float *l, int32_t *c, int32_t *tmp, int n) {
     memcpy(c, tmp, sizeof(int32_t) * (size_t)n);
 }
 
+/* Restore the heap c[0..k) below position r: a parent is "worse or equal" than its children
+ * (the worst at the root). */
+static void sift_down(const float *l, int32_t *c, int k, int r) {
+    for (;;) {
+        int w = r, a = 2 * r + 1, b = 2 * r + 2;
+        if (a < k && before(l, c[w], c[a])) w = a;
+        if (b < k && before(l, c[w], c[b])) w = b;
+        if (w == r) break;
+        int32_t t = c[r]; c[r] = c[w]; c[w] = t;
+        r = w;
+    }
+}
+
 /* Move the k best of c[0..n) to c[0..k) (unsorted: a binary heap with the worst on top); c stays a
  * permutation of its input. */
 static void select_top_k(const float *l, int32_t *c, int n, int k) {
-    /* heap in c[0..k): parent is "worse or equal" than children (worst at the root) */
-    for (int i = k / 2 - 1; i >= 0; i--) {
-        int r = i;
-        for (;;) {
-            int w = r, a = 2 * r + 1, b = 2 * r + 2;
-            if (a < k && before(l, c[w], c[a])) w = a;
-            if (b < k && before(l, c[w], c[b])) w = b;
-            if (w == r) break;
-            int32_t t = c[r]; c[r] = c[w]; c[w] = t;
-            r = w;
-        }
-    }
+    for (int i = k / 2 - 1; i >= 0; i--) sift_down(l, c, k, i);
     for (int i = k; i < n; i++) {
         if (!before(l, c[i], c[0])) continue;
         int32_t t = c[0]; /* swap, so c stays a permutation of the candidates */
         c[0] = c[i];
         c[i] = t;
-        int r = 0;
-        for (;;) {
-            int w = r, a = 2 * r + 1, b = 2 * r + 2;
-            if (a < k && before(l, c[w], c[a])) w = a;
-            if (b < k && before(l, c[w], c[b])) w = b;
-            if (w == r) break;
-            int32_t t = c[r]; c[r] = c[w]; c[w] = t;
-            r = w;
-        }
+        sift_down(l, c, k, 0);
     }
 }
 
