@@ -182,7 +182,7 @@ static void convert_and_compare(const char *dir, st_model *m, int type, const ch
     TEST_CHECK(ggx_file_get_bool(f, GGX_KEY_TOK_ADD_BOS, &bv) == GGX_OK && bv);
     /* the tokenizer blob is the original file, byte for byte */
     size_t tl;
-    char *tj = slurp(test_data_path("xlstm-tiny/tokenizer.json"), &tl);
+    char *tj = test_read_file(test_data_path("xlstm-tiny/tokenizer.json"), &tl);
     const void *blob;
     uint64_t bl;
     TEST_CHECK(ggx_file_get_blob(f, GGX_KEY_TOK_JSON, &blob, &bl) == GGX_OK && bl == tl &&

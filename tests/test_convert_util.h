@@ -213,25 +213,10 @@ static inline const char *ck_fixture_copy(const char *root, const char *name) {
     return d;
 }
 
-/* Read a whole file into a malloc'ed NUL-terminated buffer. */
-static inline char *slurp(const char *path, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (fread(b, 1, (size_t)n, fp) != (size_t)n) n = 0;
-    b[n] = 0;
-    fclose(fp);
-    if (len) *len = (size_t)n;
-    return b;
-}
-
 /* Replace the first occurrence of `from` by `to` in a text file. Returns 0 if replaced. */
 static inline int edit_file(const char *path, const char *from, const char *to) {
     size_t n;
-    char *b = slurp(path, &n);
+    char *b = test_read_file(path, &n);
     if (!b) return -1;
     char *p = strstr(b, from);
     if (!p) {

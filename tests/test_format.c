@@ -301,7 +301,7 @@ int main(void) {
             ggx_file_close(f);
         }
     }
-    g_img = (uint8_t *)slurp(p, &g_len);
+    g_img = (uint8_t *)test_read_file(p, &g_len);
     TEST_CHECK(g_img && g_len > 256);
     {
         ggx_file *f;
@@ -439,7 +439,7 @@ int main(void) {
         TEST_CHECK(ggx_writer_open(p, &w) == GGX_OK);
         TEST_CHECK(ggx_writer_add_tensor(w, "t", GGX_TYPE_F32, 2, d) == GGX_OK);
         ggx_writer_abort(w);
-        char *txt = slurp(p, NULL);
+        char *txt = test_read_file(p, NULL);
         TEST_CHECK(txt && !strcmp(txt, "precious"));
         free(txt);
         unlink(p);

@@ -9,23 +9,6 @@
 #include <cjson/cJSON.h>
 #include <stdint.h>
 
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    if (b) b[n] = 0;
-    fclose(f);
-    if (len) *len = (size_t)n;
-    return b;
-}
-
 static int utf8_ok(const char *s, size_t n) {
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
@@ -74,7 +57,7 @@ static void run_fixture(const char *tok_path, const char *enc_path) {
     TEST_CHECK_MSG(st == GGX_OK, "load %s: %s", tok_path, ggx_last_error());
     if (st) return;
     size_t len;
-    char *js = read_file(test_data_path(enc_path), &len);
+    char *js = test_read_file(test_data_path(enc_path), &len);
     TEST_CHECK_MSG(js != NULL, "read %s", enc_path);
     cJSON *root = js ? cJSON_Parse(js) : NULL;
     const cJSON *cases = cJSON_GetObjectItem(root, "cases");

@@ -51,6 +51,26 @@ static inline const char *test_tmpdir(const char *name) {
     return buf;
 }
 
+/* A whole file in a malloc'ed NUL-terminated buffer (its size in *len if len), or NULL. */
+static inline char *test_read_file(const char *path, size_t *len) {
+    if (len) *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    if (!b) return NULL;
+    b[n] = 0;
+    if (len) *len = (size_t)n;
+    return b;
+}
+
 static inline int test_finish(const char *name) {
     printf("%s: %d passed, %d failed\n", name, g_test_pass, g_test_fail);
     return g_test_fail ? 1 : 0;
