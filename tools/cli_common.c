@@ -425,20 +425,17 @@ void cli_unescape(char *s) {
 
 /* ===================================================================== files ============== */
 
-int cli_read_file(const char *cmd, const char *path, char **out, size_t *len) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+char *cli_slurp(FILE *f, size_t *len) {
     size_t cap = 1 << 16, n = 0;
-    char *b = NULL;
-    if (!f) {
-        cli_err(cmd, "cannot open %s: %s", path, strerror(errno));
-        return -1;
-    }
-    b = malloc(cap);
-    if (!b) goto nomem;
+    char *b = malloc(cap);
+    if (!b) return NULL;
     for (;;) {
         if (n + 1 >= cap) {
             char *nb = realloc(b, cap *= 2);
-            if (!nb) goto nomem;
+            if (!nb) {
+                free(b);
+                return NULL;
+            }
             b = nb;
         }
         size_t r = fread(b + n, 1, cap - n - 1, f);
@@ -446,20 +443,29 @@ int cli_read_file(const char *cmd, const char *path, char **out, size_t *len) {
         if (r == 0) break;
     }
     if (ferror(f)) {
-        cli_err(cmd, "reading %s: %s", path, strerror(errno));
-        goto fail;
+        free(b);
+        return NULL;
     }
     b[n] = 0;
-    if (f != stdin) fclose(f);
-    *out = b;
     *len = n;
-    return 0;
-nomem:
-    cli_err(cmd, "out of memory reading %s", path);
-fail:
-    free(b);
+    return b;
+}
+
+int cli_read_file(const char *cmd, const char *path, char **out, size_t *len) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) {
+        cli_err(cmd, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char *b = cli_slurp(f, len);
+    if (!b) {
+        if (ferror(f)) cli_err(cmd, "reading %s: %s", path, strerror(errno));
+        else cli_err(cmd, "out of memory reading %s", path);
+    }
     if (f != stdin) fclose(f);
-    return -1;
+    if (!b) return -1;
+    *out = b;
+    return 0;
 }
 
 /* ===================================================================== stop strings ======= */

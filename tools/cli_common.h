@@ -103,6 +103,9 @@ void cli_unescape(char *s);
 /* --------------------------------------------------------------------- files -------------- */
 /* Whole file ("-" = stdin) into a malloc'ed NUL-terminated buffer. 0 ok, -1 (reported). */
 int cli_read_file(const char *cmd, const char *path, char **out, size_t *len);
+/* The rest of stream f in a malloc'ed NUL-terminated buffer (its size in *len), or NULL on out of
+ * memory or a read error (ferror(f) tells which); reports nothing. */
+char *cli_slurp(FILE *f, size_t *len);
 
 /* --------------------------------------------------------------------- stop strings ------- */
 /* Holds back the generated text that could still become a stop string, so stdout never shows

@@ -8,6 +8,7 @@
  * over the tokenizer's real vocabulary is reported per position (mean, p99) with the top-1
  * agreement. The last lines are `mean_nll = X` (then mean_kl/p99_kl/top1_agree with --kl-base).
  */
+#include "cli_common.h"
 #include "cmd.h"
 
 #include "ggx.h"
@@ -39,32 +40,9 @@ static void usage(FILE *out) {
 static int read_text(const char *path, char **out, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return -1;
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    while (b) {
-        if (n == cap) {
-            char *t = realloc(b, cap * 2);
-            if (!t) {
-                free(b);
-                b = NULL;
-                break;
-            }
-            b = t;
-            cap *= 2;
-        }
-        size_t r = fread(b + n, 1, cap - n, f);
-        n += r;
-        if (r == 0) break;
-    }
-    int err = ferror(f);
+    *out = cli_slurp(f, len);
     fclose(f);
-    if (!b || err) {
-        free(b);
-        return -1;
-    }
-    *out = b;
-    *len = n;
-    return 0;
+    return *out ? 0 : -1;
 }
 
 /* log-softmax denominator over x[0..n): max + log(sum exp(x - max)) in double */

@@ -1,5 +1,6 @@
 /* cmd_tokenize.c — `ggx tokenize`: text <-> token ids with a model's tokenizer (a .ggx or a
  * tokenizer.json), the --jsonl contract of design.md §6, and a --bench mode. */
+#include "cli_common.h"
 #include "cmd.h"
 
 #include "ggx.h"
@@ -51,33 +52,6 @@ static void usage(FILE *out) {
 static int fail(const char *what) {
     fprintf(stderr, "ggx tokenize: %s%s%s\n", what, ggx_last_error()[0] ? ": " : "", ggx_last_error());
     return 1;
-}
-
-/* Reads all of a stream; returns malloc'ed bytes (NUL-terminated) or NULL. */
-static char *slurp(FILE *f, size_t *len) {
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    if (!b) return NULL;
-    for (;;) {
-        if (n + 1 >= cap) {
-            char *nb = realloc(b, cap *= 2);
-            if (!nb) {
-                free(b);
-                return NULL;
-            }
-            b = nb;
-        }
-        size_t r = fread(b + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0) break;
-    }
-    if (ferror(f)) {
-        free(b);
-        return NULL;
-    }
-    b[n] = 0;
-    *len = n;
-    return b;
 }
 
 /* ---------------------------------------------------------------- encode / decode helpers */
@@ -243,7 +217,7 @@ static int run_bench(const char *model, const char *path, int runs, int quiet) {
         return 1;
     }
     size_t len = 0;
-    char *text = slurp(f, &len);
+    char *text = cli_slurp(f, &len);
     fclose(f);
     if (!text) {
         fprintf(stderr, "ggx tokenize: cannot read %s\n", path);
@@ -367,7 +341,7 @@ int ggx_cmd_tokenize(int argc, char **argv) {
             rc = 1;
             goto done;
         }
-        text = slurp(f, &len);
+        text = cli_slurp(f, &len);
         if (file) fclose(f);
     }
     if (!text) {
