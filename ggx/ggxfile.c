@@ -506,16 +506,24 @@ static int kv_int(const ggx_kv *kv, int64_t *sv, uint64_t *uv, int *is_unsigned)
     }
 }
 
-ggx_status ggx_file_get_u32(const ggx_file *f, const char *key, uint32_t *out) {
+/* The integer kv `key` as (sv, or uv if *is_unsigned); an error if missing or not an integer. */
+static ggx_status find_int(const ggx_file *f, const char *key, int64_t *sv, uint64_t *uv,
+                           int *is_unsigned) {
     const ggx_kv *kv;
     ggx_status s = find_typed(f, key, &kv);
     if (s) return s;
-    int64_t sv = 0;
-    uint64_t uv = 0;
-    int u;
-    if (!kv_int(kv, &sv, &uv, &u))
+    if (!kv_int(kv, sv, uv, is_unsigned))
         return ggx_fail(GGX_ERR_FORMAT, "metadata key '%s' is a %s, expected an integer", key,
                         kv_type_name(kv->type));
+    return GGX_OK;
+}
+
+ggx_status ggx_file_get_u32(const ggx_file *f, const char *key, uint32_t *out) {
+    int64_t sv = 0;
+    uint64_t uv = 0;
+    int u = 0;
+    ggx_status s = find_int(f, key, &sv, &uv, &u);
+    if (s) return s;
     if (u ? uv > UINT32_MAX : (sv < 0 || sv > (int64_t)UINT32_MAX))
         return ggx_fail(GGX_ERR_FORMAT, "metadata key '%s': value does not fit u32", key);
     *out = u ? (uint32_t)uv : (uint32_t)sv;
@@ -523,15 +531,11 @@ ggx_status ggx_file_get_u32(const ggx_file *f, const char *key, uint32_t *out) {
 }
 
 ggx_status ggx_file_get_i64(const ggx_file *f, const char *key, int64_t *out) {
-    const ggx_kv *kv;
-    ggx_status s = find_typed(f, key, &kv);
-    if (s) return s;
     int64_t sv = 0;
     uint64_t uv = 0;
-    int u;
-    if (!kv_int(kv, &sv, &uv, &u))
-        return ggx_fail(GGX_ERR_FORMAT, "metadata key '%s' is a %s, expected an integer", key,
-                        kv_type_name(kv->type));
+    int u = 0;
+    ggx_status s = find_int(f, key, &sv, &uv, &u);
+    if (s) return s;
     if (u && uv > (uint64_t)INT64_MAX)
         return ggx_fail(GGX_ERR_FORMAT, "metadata key '%s': value does not fit i64", key);
     *out = u ? (int64_t)uv : sv;
