@@ -7,6 +7,14 @@
 #   scripts/gpu-check.sh --no-bench           # build + tests
 #   scripts/gpu-check.sh --sanitize           # also compute-sanitizer memcheck + racecheck
 #   BENCH_ARGS="--types q4_0 --steps 50" scripts/gpu-check.sh --no-tests
+#   GGX_GPU_TARGETS="ggx test_cuda_ops test_cuda_model bench_cuda" \
+#     BENCH_AB_ENV=GGX_CUDA_MATVEC=v2 BENCH_AB_ARGS="--types q4_0" \
+#     scripts/gpu-check.sh --no-ctest        # quick: 4 targets, test binaries once, an A/B run
+#
+# GGX_GPU_TARGETS: build only these targets (default: everything). --no-ctest: run the
+# tests/test_cuda_* binaries directly, not also through ctest. GGX_GPU_TEST_TIMEOUT: seconds per
+# test binary (default 900). BENCH_AB_ARGS: run bench_cuda once more with these arguments and the
+# environment assignments in BENCH_AB_ENV (a variant against the default in the same session).
 #
 # Dependencies: if OpenBLAS/PCRE2/utf8proc/cJSON are not installed on the machine (it has no
 # network), Debian packages carried in .deps/ (apt-get download ...; see docs/cuda.md) are
@@ -17,12 +25,13 @@ ROOT=$PWD
 OUTDIR=${OUT:-$ROOT/gpu-out}
 mkdir -p "$OUTDIR"
 BUILD=${GGX_GPU_BUILD:-$ROOT/build-gpu}
-DO_TESTS=1 DO_BENCH=1 DO_SAN=0
+DO_TESTS=1 DO_BENCH=1 DO_SAN=0 DO_CTEST=1
 for a in "$@"; do
   case $a in
     --no-bench) DO_BENCH=0 ;;
     --no-tests) DO_TESTS=0 ;;
     --sanitize) DO_SAN=1 ;;
+    --no-ctest) DO_CTEST=0 ;;
     *) echo "gpu-check: unknown option $a" >&2; exit 2 ;;
   esac
 done
@@ -66,7 +75,12 @@ BUILD_OK=0
 {
   cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DGGX_CUDA=ON \
     -DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCH:-90} "${CMAKE_EXTRA[@]}" &&
-  cmake --build "$BUILD" -j"$(nproc)"
+  if [ -n "${GGX_GPU_TARGETS:-}" ]; then
+    # shellcheck disable=SC2086 # a list of target names
+    cmake --build "$BUILD" -j"$(nproc)" --target $GGX_GPU_TARGETS
+  else
+    cmake --build "$BUILD" -j"$(nproc)"
+  fi
 } >"$OUTDIR/build.log" 2>&1 && BUILD_OK=1
 if [ $BUILD_OK = 1 ]; then
   note "== full build: ok"
@@ -81,15 +95,17 @@ fi
 
 # ---------------------------------------------------------------- tests
 if [ $DO_TESTS = 1 ]; then
-  (cd "$BUILD" && ctest -L gpu --output-on-failure --timeout 900) >"$OUTDIR/ctest-gpu.log" 2>&1
-  rc=$?
-  grep -E "^ *[0-9]+/[0-9]+ Test|tests passed|passed, |rel err|FAIL" "$OUTDIR/ctest-gpu.log" | tail -80
-  note "== ctest -L gpu: rc=$rc ($(grep -E 'tests passed' "$OUTDIR/ctest-gpu.log"))"
+  if [ $DO_CTEST = 1 ]; then
+    (cd "$BUILD" && ctest -L gpu --output-on-failure --timeout 900) >"$OUTDIR/ctest-gpu.log" 2>&1
+    rc=$?
+    grep -E "^ *[0-9]+/[0-9]+ Test|tests passed|passed, |rel err|FAIL" "$OUTDIR/ctest-gpu.log" | tail -80
+    note "== ctest -L gpu: rc=$rc ($(grep -E 'tests passed' "$OUTDIR/ctest-gpu.log"))"
+  fi
   for t in "$BUILD"/tests/test_cuda_*; do
     [ -x "$t" ] || continue
     n=$(basename "$t")
     (cd "$BUILD/tests" && GGX_TEST_DATA=$ROOT/tests/data GGX_BIN=$BUILD/ggx GGX_BUILD_DIR=$BUILD \
-      GGX_SOURCE_DIR=$ROOT "$t") >"$OUTDIR/$n.log" 2>&1
+      GGX_SOURCE_DIR=$ROOT timeout "${GGX_GPU_TEST_TIMEOUT:-900}" "$t") >"$OUTDIR/$n.log" 2>&1
     note "   $n: rc=$? $(tail -1 "$OUTDIR/$n.log")"
   done
 fi
@@ -132,6 +148,12 @@ if [ $DO_BENCH = 1 ]; then
     "$B" $ARGS 2>&1 | tee "$OUTDIR/bench.log"
     note "== bench_cuda $ARGS (rc=${PIPESTATUS[0]}):"
     grep -E "^(decode|prefill|weights|device)" "$OUTDIR/bench.log" >>"$SUMMARY"
+    if [ -n "${BENCH_AB_ARGS:-}" ]; then
+      # shellcheck disable=SC2086 # word lists on purpose
+      env ${BENCH_AB_ENV:-} "$B" $BENCH_AB_ARGS >"$OUTDIR/bench-ab.log" 2>&1
+      note "== ${BENCH_AB_ENV:-} bench_cuda $BENCH_AB_ARGS (rc=$?):"
+      grep -E "^(decode|prefill|weights)" "$OUTDIR/bench-ab.log" >>"$SUMMARY"
+    fi
   fi
 fi
 

@@ -73,6 +73,9 @@ cudaError_t ggx_cuda_mv_init(void);
 /* q8_0/q4_0 matvecs with int8 activations (dp4a; default) or f32 activations (exact). */
 void ggx_cuda_mv_set_int8_x(bool on);
 bool ggx_cuda_mv_int8_x(void);
+/* q8_0/q4_0 matvecs with f32 x: mv2_kernel (true; measured slower) or mv_kernel (default). */
+void ggx_cuda_mv_set_mv2(bool on);
+bool ggx_cuda_mv_mv2(void);
 /* Whether the mv kernels handle this type / column count (else the GEMM path is used). */
 bool ggx_cuda_mv_supported(enum ggx_type t, int64_t cols);
 

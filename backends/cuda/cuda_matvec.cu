@@ -441,7 +441,194 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mvq_kernel(const MvLaunch a) {
     mv_finish<MV_RPW, NT>(a, acc, rv, mi, row0, rows, lane);
 }
 
+/* ---------------------------------------------------------------------------------------
+ * mv2: q8_0 / q4_0 with f32 activations. OFF by default (GGX_CUDA_MATVEC=v2 or
+ * ggx_cuda_set_matvec_v2(1) selects it): on the H100 it was correct (test_cuda_ops) but SLOWER
+ * than mv_kernel at the 7B shape (batch-1 decode, same machine and run: q4_0 4.36 vs 3.97 ms per
+ * step, q8_0 5.21 vs 4.62; docs/cuda.md). Kept, tested, for the next attempt. Differences from
+ * mv_kernel:
+ *  - 4 rows per warp for 1-2 tokens (32 rows per block): x, staged once per block, serves twice
+ *    as many weight bytes;
+ *  - the block's whole K range of x is staged once (dynamic shared memory, <= 47 KB, else the
+ *    caller uses mv_kernel), so the K loop has no barrier and warps drift freely; the first
+ *    iteration's weights are loaded before the staging, so they overlap it;
+ *  - warps with no valid row skip the K loop (the 8-row gate matrices);
+ *  - q4_0 needs one integer and one FMA instruction per weight instead of three: the nibble q
+ *    (0..15), placed in the low bits of a float, is the subnormal q * 2^-149, x is staged as
+ *    x * 2^64, so the FMA (subnormals kept: fma.rn.f32, no .ftz) adds q * x * 2^-85 exactly
+ *    rounded; per 32-block, (sum q x - 8 sum x) * 2^-85 is then scaled by d * 2^85. Exact
+ *    powers of two throughout; the only change in rounding is the subtraction of 8 * sum x.
+ *    |x| >= 2^64 would overflow the staged value (activations are many orders smaller).
+ * q8_0 converts exactly as mv_kernel (2^23 + byte, minus 2^23 + 128).
+ */
+__host__ __device__ constexpr int mv2_rpw(int nt) { return nt <= 2 ? 4 : 2; }
+constexpr int MV2_SMEM_MAX = 47 * 1024; /* + mv_finish's static word, under the 48 KB default */
+
+__device__ __forceinline__ float fma_sub(float a, float b, float c) {
+    float d; /* subnormal operands kept whatever the compile flags (no .ftz) */
+    asm("fma.rn.f32 %0, %1, %2, %3;" : "=f"(d) : "f"(a), "f"(b), "f"(c));
+    return d;
+}
+
+/* this lane's chunks base + 32u + lane (clamped to the split) of R rows: 16-byte loads + scales */
+template <int T, int U, int R>
+__device__ __forceinline__ void mv2_load(uint4 (&raw)[U][R], float (&d)[U][R],
+                                         const uint4 *const (&wr)[R], const __half *const (&sr)[R],
+                                         int base, int ch1, int lane) {
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const int c = base + 32 * u + lane;
+        const int cc = c < ch1 ? c : ch1 - 1;
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            raw[u][r] = __ldcs(wr[r] + cc);
+            d[u][r] = __half2float(sr[r][T == GGX_TYPE_Q4_0 ? cc : (cc >> 1)]);
+        }
+    }
+}
+
+template <int T, int NT>
+__global__ void __launch_bounds__(MV_WARPS * 32, 2) mv2_kernel(const MvLaunch a) {
+    constexpr int R = mv2_rpw(NT);
+    constexpr int U = 8 / R; /* chunks per lane per iteration: 8 16-byte loads in flight */
+    constexpr int W = Tr<T>::W;
+    constexpr int G = W / 4; /* float4 groups per chunk */
+    constexpr bool Q4 = T == GGX_TYPE_Q4_0;
+    extern __shared__ float4 xs2[]; /* [n_tok][e4p], float4 slots swizzled per token */
+
+    int mi = 0;
+#pragma unroll 1
+    while (mi + 1 < a.n_mats && (int)blockIdx.x >= a.block_start[mi + 1]) mi++;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int row0 = ((int)blockIdx.x - a.block_start[mi]) * (MV_WARPS * R) + warp * R;
+    const int rows = a.rows[mi];
+    const int cols = a.cols;
+    const int n_chunks = cols / W;
+    const uint8_t *w = a.w[mi];
+    const size_t row_bytes = (size_t)n_chunks * 16;
+    const __half *sc = reinterpret_cast<const __half *>(w + ggx_cuda_qs_bytes((enum ggx_type)T, rows, cols));
+    const size_t blocks_per_row = (size_t)(cols / 32);
+    const int ch0 = (int)blockIdx.y * a.cps;
+    const int ch1 = ch0 + a.cps < n_chunks ? ch0 + a.cps : n_chunks;
+    const int e4 = (ch1 - ch0) * G;  /* float4s of x per token in this split */
+    const int e4p = (e4 + 7) & ~7;   /* swz stays inside an aligned group of 8 */
+    const int n_tok = a.n_tok;
+
+    bool rv[R];
+    const uint4 *wr[R];
+    const __half *sr[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        rv[r] = row0 + r < rows;
+        const int rr = rv[r] ? row0 + r : rows - 1;
+        wr[r] = reinterpret_cast<const uint4 *>(w + (size_t)rr * row_bytes);
+        sr[r] = sc + (size_t)rr * blocks_per_row;
+    }
+    const bool active = row0 < rows; /* warp-uniform */
+
+    uint4 raw[U][R];
+    float d[U][R];
+    int base = ch0;
+    if (active) mv2_load<T, U, R>(raw, d, wr, sr, base, ch1, lane);
+
+    /* stage x[:, ch0*W : ch1*W] (transformed; q4_0: times 2^64) */
+    for (int i = threadIdx.x; i < n_tok * e4; i += MV_WARPS * 32) {
+        const int t = i / e4, f4 = i - t * e4;
+        const size_t e = (size_t)t * cols + (size_t)ch0 * W + 4 * (size_t)f4;
+        float4 v = __ldg(reinterpret_cast<const float4 *>(a.x + e));
+        if (a.xmode != GGX_CUDA_X_PLAIN) {
+            const float4 b = __ldg(reinterpret_cast<const float4 *>(a.xb + e));
+            v.x = xform(a.xmode, v.x, b.x);
+            v.y = xform(a.xmode, v.y, b.y);
+            v.z = xform(a.xmode, v.z, b.z);
+            v.w = xform(a.xmode, v.w, b.w);
+        }
+        if (Q4) {
+            v.x *= 0x1p64f; v.y *= 0x1p64f; v.z *= 0x1p64f; v.w *= 0x1p64f;
+        }
+        xs2[t * e4p + swz(f4)] = v;
+    }
+    __syncthreads();
+
+    float acc[R][NT];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int t = 0; t < NT; t++) acc[r][t] = 0.0f;
+
+    while (active) {
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int c = base + 32 * u + lane;
+            if (c >= ch1) break;
+            const int cl = c - ch0; /* chunk within the staged range */
+            float part[R][NT], xsum[NT];
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                xsum[t] = 0.0f;
+#pragma unroll
+                for (int r = 0; r < R; r++) part[r][t] = 0.0f;
+            }
+#pragma unroll
+            for (int g = 0; g < G; g++) {
+                float f[R][4];
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    if (Q4) {
+                        /* elements 4g..4g+3: low nibbles of word g, high nibbles of word g-4 */
+                        const uint32_t q = g < 4 ? (word(raw[u][r], g) & 0x0F0F0F0Fu)
+                                                 : ((word(raw[u][r], g - 4) >> 4) & 0x0F0F0F0Fu);
+#pragma unroll
+                        for (int k = 0; k < 4; k++) f[r][k] = __uint_as_float(__byte_perm(q, 0u, 0x4440u + (uint32_t)k));
+                    } else {
+                        decode4<T>(raw[u][r], g, f[r]);
+                    }
+                }
+                const int slot = swz(cl * G + g);
+#pragma unroll
+                for (int t = 0; t < NT; t++) {
+                    if (t < n_tok) {
+                        const float4 xv = xs2[t * e4p + slot];
+                        if (Q4) xsum[t] += (xv.x + xv.y) + (xv.z + xv.w);
+#pragma unroll
+                        for (int r = 0; r < R; r++) {
+                            if (Q4) {
+                                part[r][t] = fma_sub(f[r][0], xv.x, part[r][t]);
+                                part[r][t] = fma_sub(f[r][1], xv.y, part[r][t]);
+                                part[r][t] = fma_sub(f[r][2], xv.z, part[r][t]);
+                                part[r][t] = fma_sub(f[r][3], xv.w, part[r][t]);
+                            } else {
+                                part[r][t] = fmaf(f[r][0], xv.x, part[r][t]);
+                                part[r][t] = fmaf(f[r][1], xv.y, part[r][t]);
+                                part[r][t] = fmaf(f[r][2], xv.z, part[r][t]);
+                                part[r][t] = fmaf(f[r][3], xv.w, part[r][t]);
+                            }
+                        }
+                    }
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < R; r++)
+#pragma unroll
+                for (int t = 0; t < NT; t++) {
+                    if (Q4) {
+                        /* part = 2^-85 sum q x; 8 sum x * 2^-85 = xsum * 2^-146 (two normal steps) */
+                        const float corr = (xsum[t] * 0x1p-73f) * 0x1p-73f;
+                        acc[r][t] = fmaf(d[u][r] * 0x1p85f, part[r][t] - corr, acc[r][t]);
+                    } else {
+                        acc[r][t] = fmaf(d[u][r], part[r][t], acc[r][t]);
+                    }
+                }
+        }
+        base += 32 * U;
+        if (base >= ch1) break;
+        mv2_load<T, U, R>(raw, d, wr, sr, base, ch1, lane);
+    }
+    mv_finish<R, NT>(a, acc, rv, mi, row0, rows, lane);
+}
+
 bool g_int8_x = false; /* q8_0/q4_0 matvecs quantize x to int8 (dp4a): measured slower */
+bool g_mv2 = false;   /* q8_0/q4_0 with f32 x: mv2_kernel (measured slower) or mv_kernel */
 float *g_part;     /* split-K partials [MV_MAX_SPLIT][8][MV_PART_ROWS] */
 int *g_counters;   /* [MV_PART_ROWS] zeroed */
 constexpr int MV_MAX_SPLIT = 8, MV_PART_ROWS = 65536;
@@ -483,9 +670,60 @@ cudaError_t launch_type(cudaStream_t s, MvLaunch &a, int n_blocks) {
     return cudaGetLastError();
 }
 
+/* mv2 for q8_0/q4_0: split K when there are fewer than MV2_FULL_BLOCKS row blocks (32 or 16
+ * rows each), in multiples of 32 chunks, at least 64 chunks per split. Returns false (the
+ * caller uses mv_kernel) when the staged x of a split would not fit MV2_SMEM_MAX. */
+constexpr int MV2_FULL_BLOCKS = 1024;
+template <int T>
+bool launch_mv2(cudaStream_t s, MvLaunch &a, int n_blocks, cudaError_t *err) {
+    constexpr int W = Tr<T>::W;
+    const int n_chunks = a.cols / W;
+    int splits = 1;
+    if (g_part && a.total_rows <= MV_PART_ROWS && n_blocks < MV2_FULL_BLOCKS) {
+        splits = (MV2_FULL_BLOCKS + n_blocks - 1) / n_blocks;
+        if (splits > MV_MAX_SPLIT) splits = MV_MAX_SPLIT;
+        const int max_by_k = n_chunks / 64;
+        if (splits > max_by_k) splits = max_by_k > 1 ? max_by_k : 1;
+    }
+    int cps = (n_chunks + splits - 1) / splits;
+    cps = (cps + 31) / 32 * 32;
+    splits = (n_chunks + cps - 1) / cps;
+    const int e4p = (cps * (W / 4) + 7) & ~7;
+    const size_t smem = (size_t)a.n_tok * (size_t)e4p * sizeof(float4);
+    if (smem > (size_t)MV2_SMEM_MAX) return false;
+    a.cps = cps;
+    a.part = g_part;
+    a.counters = g_counters;
+    const dim3 grid((unsigned)n_blocks, (unsigned)splits);
+    const int nt = a.n_tok;
+    if (nt == 1) mv2_kernel<T, 1><<<grid, MV_WARPS * 32, smem, s>>>(a);
+    else if (nt == 2) mv2_kernel<T, 2><<<grid, MV_WARPS * 32, smem, s>>>(a);
+    else if (nt <= 4) mv2_kernel<T, 4><<<grid, MV_WARPS * 32, smem, s>>>(a);
+    else mv2_kernel<T, 8><<<grid, MV_WARPS * 32, smem, s>>>(a);
+    *err = cudaGetLastError();
+    return true;
+}
+
+/* block numbering of the matrices of a launch for rows_per_block rows per block; returns the
+ * number of row blocks */
+int assign_blocks(MvLaunch &a, const ggx_cuda_mv_mat *mats, int n_mats, int rows_per_block) {
+    int nb = 0;
+    a.total_rows = 0;
+    for (int k = 0; k < n_mats; k++) {
+        a.block_start[k] = nb;
+        a.row_start[k] = a.total_rows;
+        a.total_rows += mats[k].rows;
+        nb += (mats[k].rows + rows_per_block - 1) / rows_per_block;
+    }
+    a.block_start[n_mats] = nb;
+    return nb;
+}
+
 } // namespace
 
 void ggx_cuda_mv_set_int8_x(bool on) { g_int8_x = on; }
+void ggx_cuda_mv_set_mv2(bool on) { g_mv2 = on; }
+bool ggx_cuda_mv_mv2(void) { return g_mv2; }
 bool ggx_cuda_mv_int8_x(void) { return g_int8_x; }
 
 cudaError_t ggx_cuda_mv_init(void) {
@@ -527,8 +765,6 @@ cudaError_t ggx_cuda_mv(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *
         a.cols = cols;
         a.n_tok = n_tok - t0 < 8 ? n_tok - t0 : 8;
         const int nt_tmpl = a.n_tok == 1 ? 1 : a.n_tok == 2 ? 2 : a.n_tok <= 4 ? 4 : 8;
-        const int rows_per_block = MV_WARPS * mv_rpw(nt_tmpl);
-        int nb = 0;
         for (int k = 0; k < n_mats; k++) {
             a.w[k] = static_cast<const uint8_t *>(mats[k].w);
             a.y[k] = mats[k].y + (size_t)t0 * mats[k].rows;
@@ -536,13 +772,18 @@ cudaError_t ggx_cuda_mv(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *
             a.epi[k] = mats[k].epi;
             a.cap[k] = mats[k].cap;
             a.bias[k] = mats[k].bias;
-            a.block_start[k] = nb;
-            a.row_start[k] = a.total_rows;
-            a.total_rows += mats[k].rows;
-            nb += (mats[k].rows + rows_per_block - 1) / rows_per_block;
         }
-        a.block_start[n_mats] = nb;
         cudaError_t e;
+        if (g_mv2 && !g_int8_x && (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0)) {
+            const int nb2 = assign_blocks(a, mats, n_mats, MV_WARPS * mv2_rpw(nt_tmpl));
+            const bool done = t == GGX_TYPE_Q8_0 ? launch_mv2<GGX_TYPE_Q8_0>(s, a, nb2, &e)
+                                                 : launch_mv2<GGX_TYPE_Q4_0>(s, a, nb2, &e);
+            if (done) {
+                if (e != cudaSuccess) return e;
+                continue;
+            }
+        }
+        const int nb = assign_blocks(a, mats, n_mats, MV_WARPS * mv_rpw(nt_tmpl));
         switch (t) {
         case GGX_TYPE_F32: e = launch_type<GGX_TYPE_F32>(s, a, nb); break;
         case GGX_TYPE_F16: e = launch_type<GGX_TYPE_F16>(s, a, nb); break;
