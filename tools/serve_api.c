@@ -325,7 +325,9 @@ static void add_usage(cJSON *o, int n_prompt, int n_gen, int n_cached) {
     }
 }
 
-static cJSON *envelope(int chat, int chunk, const char *id, long created, const char *model) {
+/* The response or chunk object up to its one choice ({"index": 0}, returned in *choice). */
+static cJSON *envelope(int chat, int chunk, const char *id, long created, const char *model,
+                       cJSON **choice) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
     cJSON_AddStringToObject(o, "id", id);
@@ -334,14 +336,6 @@ static cJSON *envelope(int chat, int chunk, const char *id, long created, const 
     cJSON_AddNumberToObject(o, "created", (double)created);
     cJSON_AddStringToObject(o, "model", model);
     cJSON_AddStringToObject(o, "system_fingerprint", "ggx");
-    return o;
-}
-
-char *serve_json_response(int chat, const char *id, long created, const char *model,
-                          const char *text, size_t text_len, const char *finish, int n_prompt,
-                          int n_gen, int n_cached) {
-    cJSON *o = envelope(chat, 0, id, created, model);
-    if (!o) return NULL;
     cJSON *choices = cJSON_AddArrayToObject(o, "choices");
     cJSON *c = cJSON_CreateObject();
     if (!choices || !c) {
@@ -351,6 +345,23 @@ char *serve_json_response(int chat, const char *id, long created, const char *mo
     }
     cJSON_AddItemToArray(choices, c);
     cJSON_AddNumberToObject(c, "index", 0);
+    *choice = c;
+    return o;
+}
+
+/* The choice's last members: no logprobs, and the finish reason (null while generating). */
+static void end_choice(cJSON *c, const char *finish) {
+    cJSON_AddNullToObject(c, "logprobs");
+    if (finish) cJSON_AddStringToObject(c, "finish_reason", finish);
+    else cJSON_AddNullToObject(c, "finish_reason");
+}
+
+char *serve_json_response(int chat, const char *id, long created, const char *model,
+                          const char *text, size_t text_len, const char *finish, int n_prompt,
+                          int n_gen, int n_cached) {
+    cJSON *c;
+    cJSON *o = envelope(chat, 0, id, created, model, &c);
+    if (!o) return NULL;
     if (chat) {
         cJSON *m = cJSON_AddObjectToObject(c, "message");
         if (m) {
@@ -360,9 +371,7 @@ char *serve_json_response(int chat, const char *id, long created, const char *mo
     } else {
         cJSON_AddItemToObject(c, "text", str_n(text, text_len));
     }
-    cJSON_AddNullToObject(c, "logprobs");
-    if (finish) cJSON_AddStringToObject(c, "finish_reason", finish);
-    else cJSON_AddNullToObject(c, "finish_reason");
+    end_choice(c, finish);
     add_usage(o, n_prompt, n_gen, n_cached);
     return print_delete(o);
 }
@@ -370,17 +379,9 @@ char *serve_json_response(int chat, const char *id, long created, const char *mo
 char *serve_sse_chunk(int chat, const char *id, long created, const char *model, const char *text,
                       size_t text_len, int role_chunk, const char *finish, int usage_prompt,
                       int usage_gen) {
-    cJSON *o = envelope(chat, 1, id, created, model);
+    cJSON *c;
+    cJSON *o = envelope(chat, 1, id, created, model, &c);
     if (!o) return NULL;
-    cJSON *choices = cJSON_AddArrayToObject(o, "choices");
-    cJSON *c = cJSON_CreateObject();
-    if (!choices || !c) {
-        cJSON_Delete(c);
-        cJSON_Delete(o);
-        return NULL;
-    }
-    cJSON_AddItemToArray(choices, c);
-    cJSON_AddNumberToObject(c, "index", 0);
     if (chat) {
         cJSON *d = cJSON_AddObjectToObject(c, "delta");
         if (d && role_chunk) cJSON_AddStringToObject(d, "role", "assistant");
@@ -388,9 +389,7 @@ char *serve_sse_chunk(int chat, const char *id, long created, const char *model,
     } else {
         cJSON_AddItemToObject(c, "text", str_n(text, text_len));
     }
-    cJSON_AddNullToObject(c, "logprobs");
-    if (finish) cJSON_AddStringToObject(c, "finish_reason", finish);
-    else cJSON_AddNullToObject(c, "finish_reason");
+    end_choice(c, finish);
     if (usage_prompt >= 0) add_usage(o, usage_prompt, usage_gen, -1);
     char *js = print_delete(o);
     if (!js) return NULL;
