@@ -283,6 +283,18 @@ static int file_exists(const char *p) {
     return p && *p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+int cli_model_next_to_binary(char *buf, size_t cap) {
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return -1;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash) return -1;
+    *slash = 0;
+    snprintf(buf, cap, "%s/models/default.ggx", exe);
+    return 0;
+}
+
 int cli_resolve_model(const char *cmd, const char *m_arg, char *buf, size_t cap) {
     /* "-m default" names the built-in model (unless a file of that name exists) */
     int builtin = m_arg && !strcmp(m_arg, "default") && !file_exists(m_arg);
@@ -295,17 +307,7 @@ int cli_resolve_model(const char *cmd, const char *m_arg, char *buf, size_t cap)
         snprintf(buf, cap, "%s", env);
         return 0;
     }
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = 0;
-            snprintf(buf, cap, "%s/models/default.ggx", exe);
-            if (file_exists(buf)) return 0;
-        }
-    }
+    if (cli_model_next_to_binary(buf, cap) == 0 && file_exists(buf)) return 0;
     if (file_exists(GGX_DEFAULT_MODEL_PATH)) {
         snprintf(buf, cap, "%s", GGX_DEFAULT_MODEL_PATH);
         return 0;

@@ -72,6 +72,9 @@ void cli_finish_seed(cli_opts *o);
  * the binary, else the build-time GGX_DEFAULT_MODEL_PATH. "-m default" skips to the built-in. Writes into buf; 0 ok, -1 none found
  * (reported). */
 int cli_resolve_model(const char *cmd, const char *m_arg, char *buf, size_t cap);
+/* buf = "DIR/models/default.ggx" for the DIR of the running binary (whether or not it exists);
+ * 0 ok, -1 if the binary's path is unknown. */
+int cli_model_next_to_binary(char *buf, size_t cap);
 
 typedef struct cli_model {
     char path[4096];

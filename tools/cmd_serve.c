@@ -111,17 +111,7 @@ static char *read_key_file(const char *path) {
 }
 
 static const char *default_model_path(char *buf, size_t cap) {
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = 0;
-            snprintf(buf, cap, "%s/models/default.ggx", exe);
-            if (access(buf, R_OK) == 0) return buf;
-        }
-    }
+    if (cli_model_next_to_binary(buf, cap) == 0 && access(buf, R_OK) == 0) return buf;
 #ifdef GGX_DEFAULT_MODEL_PATH
     return GGX_DEFAULT_MODEL_PATH;
 #else
