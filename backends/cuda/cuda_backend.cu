@@ -336,7 +336,9 @@ bool use_mv(const ggx_tensor *n) {
      * H100: B=8 16.9 ms/step on matvecs vs B=32 13.8 on GEMMs) */
     const int64_t nt = t_rows(n->src[1]);
     const int lim = n->src[0]->type == GGX_TYPE_BF16 && g_mv_max_tokens == 16 ? 3 : g_mv_max_tokens;
-    return nt <= lim && ggx_cuda_mv_supported(n->src[0]->type, t_cols(n->src[0]));
+    const enum ggx_type wt = n->src[0]->type;
+    if (ggx_cuda_mmq_supported(wt, t_cols(n->src[0]), (int)nt)) return true; /* via ggx_cuda_mv */
+    return nt <= lim && ggx_cuda_mv_supported(wt, t_cols(n->src[0]));
 }
 
 /* scratch the GEMM path needs for this node: (weight scratch, activation scratch) */

@@ -79,6 +79,15 @@ bool ggx_cuda_mv_mv2(void);
 /* Whether the mv kernels handle this type / column count (else the GEMM path is used). */
 bool ggx_cuda_mv_supported(enum ggx_type t, int64_t cols);
 
+/* Quantized weights (q8_0, q4_0) times a small batch of tokens on tensor cores (cuda_mmq.cu):
+ * same contract as ggx_cuda_mv (several matrices, the fused x transform, the soft-cap epilogue),
+ * weights read once per launch for all tokens. ggx_cuda_mv hands a launch to it whenever
+ * ggx_cuda_mmq_supported() says so (the token range where it beats both the matvec kernels and
+ * the dequantize + cuBLAS GEMM path). */
+bool ggx_cuda_mmq_supported(enum ggx_type t, int64_t cols, int n_tok);
+cudaError_t ggx_cuda_mmq(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *mats, int n_mats,
+                         const float *xa, const float *xb, int xmode, int cols, int n_tok);
+
 /* dst[rows, cols] (bf16 or f32 as `to`) = W as real numbers, from the device layout. */
 cudaError_t ggx_cuda_dequant(cudaStream_t s, enum ggx_type t, const void *w, int64_t rows,
                              int64_t cols, void *dst, enum ggx_type to);

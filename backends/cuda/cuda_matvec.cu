@@ -754,6 +754,8 @@ bool ggx_cuda_mv_supported(enum ggx_type t, int64_t cols) {
 cudaError_t ggx_cuda_mv(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *mats, int n_mats,
                         const float *x, const float *xb, int xmode, int cols, int n_tok) {
     if (n_mats < 1 || n_mats > GGX_CUDA_MV_MAX_MATS || n_tok < 1) return cudaErrorInvalidValue;
+    if (ggx_cuda_mmq_supported(t, cols, n_tok))
+        return ggx_cuda_mmq(s, t, mats, n_mats, x, xb, xmode, cols, n_tok);
     /* the kernel handles up to 8 tokens at a time: more tokens = more passes over the weights */
     for (int t0 = 0; t0 < n_tok; t0 += 8) {
         MvLaunch a;
