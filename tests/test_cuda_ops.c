@@ -199,8 +199,7 @@ static void test_mul_mat(enum ggx_type t, int64_t O, int64_t I, int n) {
                        ggx_type_name(t), (long long)Os[k], (long long)I, n, k, e, tol);
         if (k == 0) printf("  mul_mat %-5s O=%-5lld I=%-5lld n=%-3d rel err %.2e (%s)\n", ggx_type_name(t),
                            (long long)O, (long long)I, n, e,
-                           gemm ? "gemm" : (q && ggx_cuda_int8_activations()) ? "matvec, int8 x" :
-                           (q && ggx_cuda_matvec_v2()) ? "matvec, mv2" : "matvec");
+                           gemm ? "gemm" : (q && ggx_cuda_int8_activations()) ? "matvec, int8 x" : "matvec");
         free(out);
         free(ref);
     }
@@ -670,12 +669,14 @@ int main(void) {
         /* bf16 weights take the GEMM path (no fusions) from 4 tokens: 3 for them */
         test_fused_chain(types[ti], types[ti] == GGX_TYPE_BF16 ? 3 : 5);
     }
-    /* q8_0 / q4_0 matvecs again with int8 activations (the optional dp4a path) */
+    /* q8_0 / q4_0 matvecs again with int8 activations (mvq_kernel, GGX_CUDA_INT8_X=1; the
+     * default is the exact f32 path) */
     ggx_cuda_set_int8_activations(1);
     for (int ti = 3; ti < 5; ti++) {
         for (int k = 0; k < 4; k++) test_mul_mat(types[ti], 77, 352, ns[k]);
         if (!san) test_mul_mat(types[ti], 4096, 4096, 1);
         test_mul_mat(types[ti], 300, 10944, 2);
+        test_mul_mat(types[ti], 70, 4192, 3);
     }
     ggx_cuda_set_int8_activations(0);
     /* more q8_0/q4_0 matvec sizes on the default kernel: split K with a short last split */
@@ -683,23 +684,6 @@ int main(void) {
         test_mul_mat(types[ti], 70, 4192, 3);
         test_mul_mat(types[ti], 300, 10944, 8);
     }
-    /* the experimental mv2 kernel (GGX_CUDA_MATVEC=v2, off by default): the same cases, the
-     * earlier ones, the fused chains, and one whose staged x exceeds mv2's shared-memory limit
-     * (8 tokens x 10944: falls back to the default kernel) */
-    ggx_cuda_set_matvec_v2(1);
-    for (int ti = 3; ti < 5; ti++) {
-        for (int k = 0; k < 4; k++) test_mul_mat(types[ti], 77, 352, ns[k]);
-        if (!san) test_mul_mat(types[ti], 4096, 4096, 1);
-        test_mul_mat(types[ti], 300, 10944, 2);
-        test_mul_mat(types[ti], 33, 96, 1);
-        test_mul_mat(types[ti], 70, 4192, 3);
-        test_mul_mat(types[ti], 41, 10944, 1);
-        test_mul_mat(types[ti], 300, 10944, 8);
-        test_mul_mat(types[ti], 129, 2080, 5);
-        test_fused_chain(types[ti], 1);
-        test_fused_chain(types[ti], 5);
-    }
-    ggx_cuda_set_matvec_v2(0);
     test_graph_replay();
     test_errors();
     be->iface.free(be);

@@ -25,6 +25,9 @@ extern "C" {
 #include "ggx/quants.h"
 }
 
+/* cuda_common.h: whether launches use programmatic dependent launch */
+bool g_ggx_cuda_pdl = false;
+
 namespace {
 
 int g_mv_max_tokens = 16; /* GGX_CUDA_MV_MAX overrides (experiments) */
@@ -906,7 +909,6 @@ extern "C" ggx_status ggx_backend_cuda_init(const ggx_backend_params *p, ggx_bac
     c->fuse = !((env = getenv("GGX_CUDA_FUSE")) && env[0] == '0');
     c->chunkwise = !((env = getenv("GGX_CUDA_CHUNKWISE")) && env[0] == '0');
     if ((env = getenv("GGX_CUDA_INT8_X"))) ggx_cuda_mv_set_int8_x(env[0] != '0');
-    if ((env = getenv("GGX_CUDA_MATVEC"))) ggx_cuda_mv_set_mv2(strcmp(env, "v2") == 0);
     if ((env = getenv("GGX_CUDA_MV_MAX")) && atoi(env) >= 0) g_mv_max_tokens = atoi(env);
     cudaDeviceProp prop;
     ggx_status st = GGX_OK;
@@ -921,6 +923,9 @@ extern "C" ggx_status ggx_backend_cuda_init(const ggx_backend_params *p, ggx_bac
     INIT_TRY(cudaSetDevice(dev), "set device");
     INIT_TRY(cudaGetDeviceProperties(&prop, dev), "device properties");
     snprintf(c->name, sizeof c->name, "%s", prop.name);
+    /* PDL needs sm_90; GGX_CUDA_PDL=0 turns it off (A/B runs). Global: kernels launch the same
+     * way for every backend of the process. */
+    g_ggx_cuda_pdl = prop.major >= 9 && !((env = getenv("GGX_CUDA_PDL")) && env[0] == '0');
     INIT_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "stream");
     INIT_TRY(cudaMallocHost(&c->stage, 2 * STAGE_BYTES), "pinned staging buffer");
     for (int i = 0; i < 2; i++) INIT_TRY(cudaEventCreateWithFlags(&c->stage_ev[i], cudaEventDisableTiming), "event");
@@ -973,8 +978,6 @@ extern "C" void ggx_cuda_set_graphs(ggx_backend *be, int on) { ctx_of(be)->graph
 
 extern "C" void ggx_cuda_set_int8_activations(int on) { ggx_cuda_mv_set_int8_x(on != 0); }
 extern "C" int ggx_cuda_int8_activations(void) { return ggx_cuda_mv_int8_x(); }
-extern "C" void ggx_cuda_set_matvec_v2(int on) { ggx_cuda_mv_set_mv2(on != 0); }
-extern "C" int ggx_cuda_matvec_v2(void) { return ggx_cuda_mv_mv2(); }
 
 extern "C" ggx_status ggx_cuda_mem_info(ggx_backend *be, size_t *free_b, size_t *total_b, size_t *peak_b) {
     Ctx *c = ctx_of(be);

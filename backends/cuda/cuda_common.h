@@ -34,6 +34,62 @@ extern "C" {
             return ggx_fail(GGX_ERR_BACKEND, "cuda: %s: %s", (what), cudaGetErrorString(e_)); \
     } while (0)
 
+/* ---- programmatic dependent launch (PDL, sm_90+) ----
+ * Decode is a chain of ~200 small dependent kernels; without PDL each one starts only after the
+ * previous one has fully drained, so every launch pays the launch latency, the ramp-up of its
+ * memory stream and the previous kernel's tail. With PDL (ggx_cuda_launch sets the launch
+ * attribute on sm_90+) a kernel may start while its predecessor still runs:
+ *   - before ggx_pdl_wait() a kernel may only READ data no kernel of the step writes (weights;
+ *     the mLSTM state of its own layer, last written by itself a step earlier);
+ *   - ggx_pdl_wait() returns once the previous kernel has completed and its writes are visible
+ *     (and so, transitively, every earlier one);
+ *   - ggx_pdl_trigger() comes right after the wait: the next kernel is launched only when every
+ *     block of this one has passed its wait, so at most two kernels of the chain overlap.
+ * Every kernel launched through ggx_cuda_launch MUST call ggx_pdl_wait() before touching
+ * anything else. On older GPUs (and when GGX_CUDA_PDL=0) both are no-ops and launches are plain. */
+__device__ __forceinline__ void ggx_pdl_wait(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void ggx_pdl_trigger(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+/* the usual kernel prologue: wait for the predecessor, then let the successor launch */
+#define GGX_PDL_ENTER()   \
+    do {                  \
+        ggx_pdl_wait();   \
+        ggx_pdl_trigger(); \
+    } while (0)
+
+/* whether launches carry the PDL attribute (set once by the first backend: sm_90+ and
+ * GGX_CUDA_PDL != 0) */
+extern bool g_ggx_cuda_pdl;
+
+template <typename... KArgs, typename... Args>
+static inline cudaError_t ggx_cuda_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block,
+                                          size_t smem, cudaStream_t s, Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = g_ggx_cuda_pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, args...);
+}
+/* launch or return the error from the calling function */
+#define GGX_LAUNCH(kernel, grid, block, smem, stream, ...)                                      \
+    do {                                                                                        \
+        cudaError_t le_ = ggx_cuda_launch(kernel, grid, block, smem, stream, __VA_ARGS__);      \
+        if (le_ != cudaSuccess) return le_;                                                     \
+    } while (0)
+
 /* Bytes of the quant part of a repacked weight (the scales follow, 16-byte aligned). */
 __host__ __device__ static inline size_t ggx_cuda_qs_bytes(enum ggx_type t, int64_t rows, int64_t cols) {
     size_t n = (size_t)rows * (size_t)cols;
@@ -73,9 +129,6 @@ cudaError_t ggx_cuda_mv_init(void);
 /* q8_0/q4_0 matvecs with int8 activations (dp4a; default) or f32 activations (exact). */
 void ggx_cuda_mv_set_int8_x(bool on);
 bool ggx_cuda_mv_int8_x(void);
-/* q8_0/q4_0 matvecs with f32 x: mv2_kernel (true; measured slower) or mv_kernel (default). */
-void ggx_cuda_mv_set_mv2(bool on);
-bool ggx_cuda_mv_mv2(void);
 /* Whether the mv kernels handle this type / column count (else the GEMM path is used). */
 bool ggx_cuda_mv_supported(enum ggx_type t, int64_t cols);
 

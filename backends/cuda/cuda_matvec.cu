@@ -237,6 +237,8 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(const MvLaunch a) {
                 d[u][r] = chunk_scale<T>(sc, (int64_t)rr * blocks_per_row, cc);
             }
         }
+        /* PDL: the weights above were read while the previous kernel was still running */
+        if (tb == ch0 * W) GGX_PDL_ENTER();
         /* 2. stage x[:, tb:tb+TE] */
         __syncthreads(); /* the previous tile's readers are done */
         for (int i = threadIdx.x; i < NT * (TE / 4); i += MV_WARPS * 32) {
@@ -291,21 +293,33 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(const MvLaunch a) {
                 for (int t = 0; t < NT; t++) acc[r][t] = fmaf(d[u][r], part[r][t], acc[r][t]);
         }
     }
+    ggx_pdl_wait(); /* (no-op after the first tile's; split-K scratch is shared state) */
     mv_finish<MV_RPW, NT>(a, acc, rv, mi, row0, rows, lane);
 }
 
 /* ---------------------------------------------------------------------------------------
- * q8_0 / q4_0 with int8 activations: x is quantized per 32-block while it is staged (scale
- * amax/127, like the CPU backend's qx), and each 16-byte chunk of weights takes 4 (q8_0) or 8
- * (q4_0) dp4a instructions instead of 16-32 conversions and FMAs. The error this adds is that
- * of int8 activations (~4e-3 relative on a dot product). Off by default: on the H100 it was
- * slower than the f32 path (7B q8_0 decode 6.2 vs 4.7 ms/step, q4_0 4.6 vs 4.0; GGX_CUDA_INT8_X=1).
+ * q8_0 / q4_0 with int8 activations (GGX_CUDA_INT8_X=1; off by default: the default is the
+ * exact f32 path above). Numerically what the CPU backend and ggml do: x is quantized per
+ * 32-block (scale amax/127), each 16-byte chunk of weights then takes 4 (q8_0) or 8 (q4_0)
+ * dp4a instructions instead of 16-32 conversions and FMAs (~4e-3 relative error on a dot
+ * product). Cost per weight matters: at batch 1 the f32 path issued ~4 instructions per weight
+ * and could not keep up with the memory (7B q4_0 decode at 36% of the bandwidth floor).
+ *
+ * Per block: MVQ_WARPS warps x MVQ_RPW rows each. The block's whole K range (its split) of x is
+ * quantized once into shared memory (8 lanes per 32-block: one float4 each, amax and sum by
+ * shuffles), then the K loop runs without barriers, with the next 16-byte chunk of every row
+ * loaded before the current one is multiplied (double-buffered in registers). The first
+ * chunks are loaded before the PDL wait, i.e. while the previous kernel still runs.
  */
-/* x[t, e + 4q .. e + 4q + 3], transformed (fused SWIGLU / SIGMOID_MUL) */
-__device__ __forceinline__ float4 load_x4(const MvLaunch &a, const float4 *xp, const float4 *bp, int q) {
-    float4 f = __ldg(xp + q);
+constexpr int MVQ_WARPS = 8;
+__host__ __device__ constexpr int mvq_rpw(int nt) { return nt <= 2 ? 4 : 2; }
+constexpr int MVQ_SMEM_MAX = 46 * 1024; /* dynamic shared memory per block, under the 48 KB default */
+
+/* x[t, e .. e+3], transformed (fused SWIGLU / SIGMOID_MUL) */
+__device__ __forceinline__ float4 load_x4(const MvLaunch &a, size_t off) {
+    float4 f = __ldg(reinterpret_cast<const float4 *>(a.x + off));
     if (a.xmode != GGX_CUDA_X_PLAIN) {
-        const float4 g = __ldg(bp + q);
+        const float4 g = __ldg(reinterpret_cast<const float4 *>(a.xb + off));
         f.x = xform(a.xmode, f.x, g.x);
         f.y = xform(a.xmode, f.y, g.y);
         f.z = xform(a.xmode, f.z, g.z);
@@ -314,393 +328,200 @@ __device__ __forceinline__ float4 load_x4(const MvLaunch &a, const float4 *xp, c
     return f;
 }
 
+template <int T, int R>
+__device__ __forceinline__ void mvq_load(uint4 (&raw)[R], float (&d)[R], const uint8_t *w,
+                                         const __half *sc, const int (&rr)[R], size_t row_bytes,
+                                         int64_t bpr, int c) {
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        raw[r] = __ldcs(reinterpret_cast<const uint4 *>(w + (size_t)rr[r] * row_bytes) + c);
+        d[r] = __half2float(sc[(int64_t)rr[r] * bpr + (T == GGX_TYPE_Q4_0 ? c : (c >> 1))]);
+    }
+}
+
 template <int T, int NT>
-__global__ void __launch_bounds__(MV_WARPS * 32) mvq_kernel(const MvLaunch a) {
-    constexpr int MV_RPW = 2;
-    constexpr int MV_ROWS_PER_BLOCK = MV_WARPS * MV_RPW;
+__global__ void __launch_bounds__(MVQ_WARPS * 32) mvq_kernel(const MvLaunch a) {
+    constexpr int R = mvq_rpw(NT);
     constexpr int W = Tr<T>::W; /* 16 (q8_0) or 32 (q4_0) weights per chunk */
-    constexpr int CPL_X = (16384 / NT) / (32 * W);
-    constexpr int CPL = CPL_X < 1 ? 1 : (CPL_X > 4 ? 4 : CPL_X);
-    constexpr int TE = CPL * 32 * W;
-    __shared__ int4 xq[NT][TE / 16];    /* int8 x, 16 per slot, swizzled slots */
-    __shared__ float xd[NT][TE / 32];   /* per-block scale */
-    __shared__ int xsm[NT][TE / 32];    /* per-block sum of the int8 values (q4_0 offset) */
-
-    int mi = 0;
-#pragma unroll 1
-    while (mi + 1 < a.n_mats && (int)blockIdx.x >= a.block_start[mi + 1]) mi++;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int row0 = ((int)blockIdx.x - a.block_start[mi]) * MV_ROWS_PER_BLOCK + warp * MV_RPW;
-    const int rows = a.rows[mi];
-    const int cols = a.cols;
-    const int n_chunks = cols / W;
-    const uint8_t *w = a.w[mi];
-    const size_t row_bytes = (size_t)n_chunks * 16;
-    const uint8_t *sc = w + ggx_cuda_qs_bytes((enum ggx_type)T, rows, cols);
-    const int64_t blocks_per_row = cols / 32;
-
-    float acc[MV_RPW][NT];
-#pragma unroll
-    for (int r = 0; r < MV_RPW; r++)
-#pragma unroll
-        for (int t = 0; t < NT; t++) acc[r][t] = 0.0f;
-    bool rv[MV_RPW];
-#pragma unroll
-    for (int r = 0; r < MV_RPW; r++) rv[r] = row0 + r < rows;
-
-    const int ch0 = (int)blockIdx.y * a.cps;
-    const int ch1 = ch0 + a.cps < n_chunks ? ch0 + a.cps : n_chunks;
-    const int k_end = ch1 * W;
-    for (int tb = ch0 * W; tb < k_end; tb += TE) {
-        uint4 raw[CPL][MV_RPW];
-        float d[CPL][MV_RPW];
-        const int cbase = tb / W;
-#pragma unroll
-        for (int u = 0; u < CPL; u++) {
-            const int c = cbase + 32 * u + lane;
-            const int cc = c < ch1 ? c : ch1 - 1;
-#pragma unroll
-            for (int r = 0; r < MV_RPW; r++) {
-                const int rr = rv[r] ? row0 + r : (rows - 1);
-                raw[u][r] = __ldcs(reinterpret_cast<const uint4 *>(w + (size_t)rr * row_bytes) + cc);
-                d[u][r] = chunk_scale<T>(sc, (int64_t)rr * blocks_per_row, cc);
-            }
-        }
-        __syncthreads();
-        /* stage: one thread per (token, 32-block): transform, quantize */
-        for (int i = threadIdx.x; i < NT * (TE / 32); i += MV_WARPS * 32) {
-            const int t = i / (TE / 32), b = i % (TE / 32), e = tb + 32 * b;
-            const bool ok = t < a.n_tok && e < k_end;
-            const float4 *xp = reinterpret_cast<const float4 *>(a.x + (size_t)t * cols + e);
-            const float4 *bp = reinterpret_cast<const float4 *>(a.xb + (size_t)t * cols + e);
-            /* two passes over the 32 values (the second hits L1): few registers live */
-            float amax = 0.0f;
-#pragma unroll 2
-            for (int q = 0; q < 8 && ok; q++) {
-                const float4 f = load_x4(a, xp, bp, q);
-                amax = fmaxf(amax, fmaxf(fmaxf(fabsf(f.x), fabsf(f.y)), fmaxf(fabsf(f.z), fabsf(f.w))));
-            }
-            const float dx = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-            int packed[8], sum = 0;
-#pragma unroll
-            for (int q = 0; q < 8; q++) {
-                const float4 f = ok ? load_x4(a, xp, bp, q) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-                const int q0 = __float2int_rn(f.x * inv), q1 = __float2int_rn(f.y * inv);
-                const int q2 = __float2int_rn(f.z * inv), q3 = __float2int_rn(f.w * inv);
-                sum += q0 + q1 + q2 + q3;
-                packed[q] = (int)((uint32_t)(q0 & 0xff) | (uint32_t)(q1 & 0xff) << 8 |
-                                  (uint32_t)(q2 & 0xff) << 16 | (uint32_t)(q3 & 0xff) << 24);
-            }
-            xq[t][swz(2 * b)] = make_int4(packed[0], packed[1], packed[2], packed[3]);
-            xq[t][swz(2 * b + 1)] = make_int4(packed[4], packed[5], packed[6], packed[7]);
-            xd[t][b] = dx;
-            xsm[t][b] = sum;
-        }
-        __syncthreads();
-#pragma unroll
-        for (int u = 0; u < CPL; u++) {
-            const int cl = 32 * u + lane;
-            if (cbase + cl >= ch1) break;
-#pragma unroll
-            for (int t = 0; t < NT; t++) {
-                if (t < a.n_tok) {
-                    if (T == GGX_TYPE_Q8_0) {
-                        const int4 xv = xq[t][swz(cl)];
-                        const float dx = xd[t][cl >> 1];
-#pragma unroll
-                        for (int r = 0; r < MV_RPW; r++) {
-                            int is = __dp4a((int)raw[u][r].x, xv.x, 0);
-                            is = __dp4a((int)raw[u][r].y, xv.y, is);
-                            is = __dp4a((int)raw[u][r].z, xv.z, is);
-                            is = __dp4a((int)raw[u][r].w, xv.w, is);
-                            acc[r][t] = fmaf(d[u][r] * dx, (float)is, acc[r][t]);
-                        }
-                    } else {
-                        const int4 x0 = xq[t][swz(2 * cl)], x1 = xq[t][swz(2 * cl + 1)];
-                        const float dx = xd[t][cl];
-                        const int off = 8 * xsm[t][cl];
-#pragma unroll
-                        for (int r = 0; r < MV_RPW; r++) {
-                            const uint4 q = raw[u][r];
-                            const int m = 0x0F0F0F0F;
-                            int is = __dp4a((int)(q.x & m), x0.x, 0);
-                            is = __dp4a((int)(q.y & m), x0.y, is);
-                            is = __dp4a((int)(q.z & m), x0.z, is);
-                            is = __dp4a((int)(q.w & m), x0.w, is);
-                            is = __dp4a((int)((q.x >> 4) & m), x1.x, is);
-                            is = __dp4a((int)((q.y >> 4) & m), x1.y, is);
-                            is = __dp4a((int)((q.z >> 4) & m), x1.z, is);
-                            is = __dp4a((int)((q.w >> 4) & m), x1.w, is);
-                            acc[r][t] = fmaf(d[u][r] * dx, (float)(is - off), acc[r][t]);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    mv_finish<MV_RPW, NT>(a, acc, rv, mi, row0, rows, lane);
-}
-
-/* ---------------------------------------------------------------------------------------
- * mv2: q8_0 / q4_0 with f32 activations. OFF by default (GGX_CUDA_MATVEC=v2 or
- * ggx_cuda_set_matvec_v2(1) selects it): on the H100 it was correct (test_cuda_ops) but SLOWER
- * than mv_kernel at the 7B shape (batch-1 decode, same machine and run: q4_0 4.36 vs 3.97 ms per
- * step, q8_0 5.21 vs 4.62; docs/cuda.md). Kept, tested, for the next attempt. Differences from
- * mv_kernel:
- *  - 4 rows per warp for 1-2 tokens (32 rows per block): x, staged once per block, serves twice
- *    as many weight bytes;
- *  - the block's whole K range of x is staged once (dynamic shared memory, <= 47 KB, else the
- *    caller uses mv_kernel), so the K loop has no barrier and warps drift freely; the first
- *    iteration's weights are loaded before the staging, so they overlap it;
- *  - warps with no valid row skip the K loop (the 8-row gate matrices);
- *  - q4_0 needs one integer and one FMA instruction per weight instead of three: the nibble q
- *    (0..15), placed in the low bits of a float, is the subnormal q * 2^-149, x is staged as
- *    x * 2^64, so the FMA (subnormals kept: fma.rn.f32, no .ftz) adds q * x * 2^-85 exactly
- *    rounded; per 32-block, (sum q x - 8 sum x) * 2^-85 is then scaled by d * 2^85. Exact
- *    powers of two throughout; the only change in rounding is the subtraction of 8 * sum x.
- *    |x| >= 2^64 would overflow the staged value (activations are many orders smaller).
- * q8_0 converts exactly as mv_kernel (2^23 + byte, minus 2^23 + 128).
- */
-__host__ __device__ constexpr int mv2_rpw(int nt) { return nt <= 2 ? 4 : 2; }
-constexpr int MV2_SMEM_MAX = 47 * 1024; /* + mv_finish's static word, under the 48 KB default */
-
-__device__ __forceinline__ float fma_sub(float a, float b, float c) {
-    float d; /* subnormal operands kept whatever the compile flags (no .ftz) */
-    asm("fma.rn.f32 %0, %1, %2, %3;" : "=f"(d) : "f"(a), "f"(b), "f"(c));
-    return d;
-}
-
-/* this lane's chunks base + 32u + lane (clamped to the split) of R rows: 16-byte loads + scales */
-template <int T, int U, int R>
-__device__ __forceinline__ void mv2_load(uint4 (&raw)[U][R], float (&d)[U][R],
-                                         const uint4 *const (&wr)[R], const __half *const (&sr)[R],
-                                         int base, int ch1, int lane) {
-#pragma unroll
-    for (int u = 0; u < U; u++) {
-        const int c = base + 32 * u + lane;
-        const int cc = c < ch1 ? c : ch1 - 1;
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-            raw[u][r] = __ldcs(wr[r] + cc);
-            d[u][r] = __half2float(sr[r][T == GGX_TYPE_Q4_0 ? cc : (cc >> 1)]);
-        }
-    }
-}
-
-template <int T, int NT>
-__global__ void __launch_bounds__(MV_WARPS * 32, 2) mv2_kernel(const MvLaunch a) {
-    constexpr int R = mv2_rpw(NT);
-    constexpr int U = 8 / R; /* chunks per lane per iteration: 8 16-byte loads in flight */
-    constexpr int W = Tr<T>::W;
-    constexpr int G = W / 4; /* float4 groups per chunk */
     constexpr bool Q4 = T == GGX_TYPE_Q4_0;
-    extern __shared__ float4 xs2[]; /* [n_tok][e4p], float4 slots swizzled per token */
+    /* shared: per token, the split's x as int8 (16 per int4 slot, swizzled), then per 32-block
+     * float2 {d_x, 8 * d_x * sum(q_x)} (the second is q4_0's offset) */
+    extern __shared__ int4 mvq_smem[];
 
     int mi = 0;
 #pragma unroll 1
     while (mi + 1 < a.n_mats && (int)blockIdx.x >= a.block_start[mi + 1]) mi++;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int row0 = ((int)blockIdx.x - a.block_start[mi]) * (MV_WARPS * R) + warp * R;
+    const int row0 = ((int)blockIdx.x - a.block_start[mi]) * (MVQ_WARPS * R) + warp * R;
     const int rows = a.rows[mi];
     const int cols = a.cols;
     const int n_chunks = cols / W;
     const uint8_t *w = a.w[mi];
     const size_t row_bytes = (size_t)n_chunks * 16;
     const __half *sc = reinterpret_cast<const __half *>(w + ggx_cuda_qs_bytes((enum ggx_type)T, rows, cols));
-    const size_t blocks_per_row = (size_t)(cols / 32);
-    const int ch0 = (int)blockIdx.y * a.cps;
-    const int ch1 = ch0 + a.cps < n_chunks ? ch0 + a.cps : n_chunks;
-    const int e4 = (ch1 - ch0) * G;  /* float4s of x per token in this split */
-    const int e4p = (e4 + 7) & ~7;   /* swz stays inside an aligned group of 8 */
-    const int n_tok = a.n_tok;
+    const int64_t bpr = cols / 32;
 
     bool rv[R];
-    const uint4 *wr[R];
-    const __half *sr[R];
+    int rr[R];
 #pragma unroll
     for (int r = 0; r < R; r++) {
         rv[r] = row0 + r < rows;
-        const int rr = rv[r] ? row0 + r : rows - 1;
-        wr[r] = reinterpret_cast<const uint4 *>(w + (size_t)rr * row_bytes);
-        sr[r] = sc + (size_t)rr * blocks_per_row;
+        rr[r] = rv[r] ? row0 + r : rows - 1;
     }
-    const bool active = row0 < rows; /* warp-uniform */
+    const int ch0 = (int)blockIdx.y * a.cps;
+    const int ch1 = ch0 + a.cps < n_chunks ? ch0 + a.cps : n_chunks;
+    const int e0 = ch0 * W, ne = (ch1 - ch0) * W; /* this split's x elements */
+    const int nes = a.cps * W;                     /* ... and the per-token stride in smem */
 
-    uint4 raw[U][R];
-    float d[U][R];
-    int base = ch0;
-    if (active) mv2_load<T, U, R>(raw, d, wr, sr, base, ch1, lane);
+    /* 1. the first chunk of every row, before the PDL wait */
+    uint4 raw[R];
+    float d[R];
+    int c = ch0 + lane;
+    mvq_load<T, R>(raw, d, w, sc, rr, row_bytes, bpr, c < ch1 ? c : ch1 - 1);
+    GGX_PDL_ENTER();
 
-    /* stage x[:, ch0*W : ch1*W] (transformed; q4_0: times 2^64) */
-    for (int i = threadIdx.x; i < n_tok * e4; i += MV_WARPS * 32) {
-        const int t = i / e4, f4 = i - t * e4;
-        const size_t e = (size_t)t * cols + (size_t)ch0 * W + 4 * (size_t)f4;
-        float4 v = __ldg(reinterpret_cast<const float4 *>(a.x + e));
-        if (a.xmode != GGX_CUDA_X_PLAIN) {
-            const float4 b = __ldg(reinterpret_cast<const float4 *>(a.xb + e));
-            v.x = xform(a.xmode, v.x, b.x);
-            v.y = xform(a.xmode, v.y, b.y);
-            v.z = xform(a.xmode, v.z, b.z);
-            v.w = xform(a.xmode, v.w, b.w);
+    /* 2. quantize x[:, e0:e0+ne] into shared memory: 8 lanes per 32-block */
+    int4 *xq = mvq_smem;                                                    /* [NT][nes / 16] */
+    float2 *xs = reinterpret_cast<float2 *>(mvq_smem + (size_t)NT * (nes / 16)); /* [NT][nes / 32] */
+    const int n4 = NT * (ne / 4);
+    for (int base = warp * 32; base < n4; base += MVQ_WARPS * 32) {
+        const int i = base + lane;
+        const int t = i / (ne / 4), f = i % (ne / 4);
+        const bool ok = i < n4 && t < a.n_tok;
+        const float4 v = ok ? load_x4(a, (size_t)t * cols + e0 + 4 * f) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+#pragma unroll
+        for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+        const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        const int q0 = __float2int_rn(v.x * inv), q1 = __float2int_rn(v.y * inv);
+        const int q2 = __float2int_rn(v.z * inv), q3 = __float2int_rn(v.w * inv);
+        int sum = q0 + q1 + q2 + q3;
+#pragma unroll
+        for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        if (i < n4) {
+            const int packed = (int)((uint32_t)(q0 & 0xff) | (uint32_t)(q1 & 0xff) << 8 |
+                                     (uint32_t)(q2 & 0xff) << 16 | (uint32_t)(q3 & 0xff) << 24);
+            /* word f of token t: int4 slot f/4 (swizzled), component f%4 */
+            reinterpret_cast<int *>(&xq[t * (nes / 16) + swz(f >> 2)])[f & 3] = packed;
+            if ((f & 7) == 0) {
+                const float dx = amax / 127.0f;
+                xs[t * (nes / 32) + (f >> 3)] = make_float2(dx, 8.0f * dx * (float)sum);
+            }
         }
-        if (Q4) {
-            v.x *= 0x1p64f; v.y *= 0x1p64f; v.z *= 0x1p64f; v.w *= 0x1p64f;
-        }
-        xs2[t * e4p + swz(f4)] = v;
     }
     __syncthreads();
 
+    /* 3. the K loop: chunk c = ch0 + lane + 32 * j */
     float acc[R][NT];
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
         for (int t = 0; t < NT; t++) acc[r][t] = 0.0f;
-
-    while (active) {
+    for (; c - lane < ch1; c += 32) {
+        const uint4 *cur = raw;
+        uint4 q[R];
+        float dw[R];
 #pragma unroll
-        for (int u = 0; u < U; u++) {
-            const int c = base + 32 * u + lane;
-            if (c >= ch1) break;
-            const int cl = c - ch0; /* chunk within the staged range */
-            float part[R][NT], xsum[NT];
-#pragma unroll
-            for (int t = 0; t < NT; t++) {
-                xsum[t] = 0.0f;
-#pragma unroll
-                for (int r = 0; r < R; r++) part[r][t] = 0.0f;
-            }
-#pragma unroll
-            for (int g = 0; g < G; g++) {
-                float f[R][4];
-#pragma unroll
-                for (int r = 0; r < R; r++) {
-                    if (Q4) {
-                        /* elements 4g..4g+3: low nibbles of word g, high nibbles of word g-4 */
-                        const uint32_t q = g < 4 ? (word(raw[u][r], g) & 0x0F0F0F0Fu)
-                                                 : ((word(raw[u][r], g - 4) >> 4) & 0x0F0F0F0Fu);
-#pragma unroll
-                        for (int k = 0; k < 4; k++) f[r][k] = __uint_as_float(__byte_perm(q, 0u, 0x4440u + (uint32_t)k));
-                    } else {
-                        decode4<T>(raw[u][r], g, f[r]);
-                    }
-                }
-                const int slot = swz(cl * G + g);
-#pragma unroll
-                for (int t = 0; t < NT; t++) {
-                    if (t < n_tok) {
-                        const float4 xv = xs2[t * e4p + slot];
-                        if (Q4) xsum[t] += (xv.x + xv.y) + (xv.z + xv.w);
-#pragma unroll
-                        for (int r = 0; r < R; r++) {
-                            if (Q4) {
-                                part[r][t] = fma_sub(f[r][0], xv.x, part[r][t]);
-                                part[r][t] = fma_sub(f[r][1], xv.y, part[r][t]);
-                                part[r][t] = fma_sub(f[r][2], xv.z, part[r][t]);
-                                part[r][t] = fma_sub(f[r][3], xv.w, part[r][t]);
-                            } else {
-                                part[r][t] = fmaf(f[r][0], xv.x, part[r][t]);
-                                part[r][t] = fmaf(f[r][1], xv.y, part[r][t]);
-                                part[r][t] = fmaf(f[r][2], xv.z, part[r][t]);
-                                part[r][t] = fmaf(f[r][3], xv.w, part[r][t]);
-                            }
-                        }
-                    }
-                }
-            }
-#pragma unroll
-            for (int r = 0; r < R; r++)
-#pragma unroll
-                for (int t = 0; t < NT; t++) {
-                    if (Q4) {
-                        /* part = 2^-85 sum q x; 8 sum x * 2^-85 = xsum * 2^-146 (two normal steps) */
-                        const float corr = (xsum[t] * 0x1p-73f) * 0x1p-73f;
-                        acc[r][t] = fmaf(d[u][r] * 0x1p85f, part[r][t] - corr, acc[r][t]);
-                    } else {
-                        acc[r][t] = fmaf(d[u][r], part[r][t], acc[r][t]);
-                    }
-                }
+        for (int r = 0; r < R; r++) {
+            q[r] = cur[r];
+            dw[r] = d[r];
         }
-        base += 32 * U;
-        if (base >= ch1) break;
-        mv2_load<T, U, R>(raw, d, wr, sr, base, ch1, lane);
+        const int cn = c + 32;
+        if (cn - lane < ch1) mvq_load<T, R>(raw, d, w, sc, rr, row_bytes, bpr, cn < ch1 ? cn : ch1 - 1);
+        if (c >= ch1) continue; /* this lane's share of the last stride ran out */
+        const int cl = c - ch0; /* chunk within the split */
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            if (t < a.n_tok) {
+                if (!Q4) {
+                    const int4 xv = xq[t * (nes / 16) + swz(cl)];
+                    const float dx = xs[t * (nes / 32) + (cl >> 1)].x;
+#pragma unroll
+                    for (int r = 0; r < R; r++) {
+                        int is = __dp4a((int)q[r].x, xv.x, 0);
+                        is = __dp4a((int)q[r].y, xv.y, is);
+                        is = __dp4a((int)q[r].z, xv.z, is);
+                        is = __dp4a((int)q[r].w, xv.w, is);
+                        acc[r][t] = fmaf(dw[r] * dx, (float)is, acc[r][t]);
+                    }
+                } else {
+                    const int4 x0 = xq[t * (nes / 16) + swz(2 * cl)], x1 = xq[t * (nes / 16) + swz(2 * cl + 1)];
+                    const float2 xd = xs[t * (nes / 32) + cl];
+#pragma unroll
+                    for (int r = 0; r < R; r++) {
+                        const int m = 0x0F0F0F0F;
+                        int is = __dp4a((int)(q[r].x & m), x0.x, 0);
+                        is = __dp4a((int)(q[r].y & m), x0.y, is);
+                        is = __dp4a((int)(q[r].z & m), x0.z, is);
+                        is = __dp4a((int)(q[r].w & m), x0.w, is);
+                        is = __dp4a((int)((q[r].x >> 4) & m), x1.x, is);
+                        is = __dp4a((int)((q[r].y >> 4) & m), x1.y, is);
+                        is = __dp4a((int)((q[r].z >> 4) & m), x1.z, is);
+                        is = __dp4a((int)((q[r].w >> 4) & m), x1.w, is);
+                        acc[r][t] = fmaf(dw[r], fmaf(xd.x, (float)is, -xd.y), acc[r][t]);
+                    }
+                }
+            }
+        }
     }
     mv_finish<R, NT>(a, acc, rv, mi, row0, rows, lane);
 }
 
-bool g_int8_x = false; /* q8_0/q4_0 matvecs quantize x to int8 (dp4a): measured slower */
-bool g_mv2 = false;   /* q8_0/q4_0 with f32 x: mv2_kernel (measured slower) or mv_kernel */
+/* dynamic shared memory of mvq_kernel for a split of cps chunks */
+template <int T> size_t mvq_smem_bytes(int nt_tmpl, int cps) {
+    const size_t ne = (size_t)cps * Tr<T>::W;
+    return (size_t)nt_tmpl * (ne + ne / 32 * sizeof(float2));
+}
+
+bool g_int8_x = false; /* q8_0/q4_0 matvecs quantize x to int8 (dp4a, mvq_kernel): GGX_CUDA_INT8_X=1 */
 float *g_part;     /* split-K partials [MV_MAX_SPLIT][8][MV_PART_ROWS] */
 int *g_counters;   /* [MV_PART_ROWS] zeroed */
 constexpr int MV_MAX_SPLIT = 8, MV_PART_ROWS = 65536;
 constexpr int MV_FULL_BLOCKS = 1024; /* launches with fewer row blocks split K */
 
-template <int T>
-cudaError_t launch_type(cudaStream_t s, MvLaunch &a, int n_blocks) {
-    const int nt = a.n_tok;
-    /* too few row blocks to keep every SM streaming: split K (up to 8 ways), in whole warp
-     * strides of chunks */
-    const int n_chunks = a.cols / Tr<T>::W;
+/* split K when a launch has too few row blocks to keep every SM streaming (up to 8 ways, in
+ * whole warp strides of chunks, at least two strides per split); sets a.cps, returns splits */
+int choose_splits(MvLaunch &a, int n_blocks, int n_chunks) {
     int splits = 1;
     if (g_part && a.total_rows <= MV_PART_ROWS && n_blocks < MV_FULL_BLOCKS) {
         splits = MV_FULL_BLOCKS / n_blocks;
-        if (splits > MV_MAX_SPLIT) splits = MV_MAX_SPLIT;
-        const int max_by_k = n_chunks / 64; /* at least two warp strides per split */
-        if (splits > max_by_k) splits = max_by_k > 1 ? max_by_k : 1;
-    }
-    int cps = (n_chunks + splits - 1) / splits;
-    cps = (cps + 31) / 32 * 32;
-    splits = (n_chunks + cps - 1) / cps;
-    a.cps = cps;
-    a.part = g_part;
-    a.counters = g_counters;
-    const dim3 grid((unsigned)n_blocks, (unsigned)splits);
-    if constexpr (T == GGX_TYPE_Q8_0 || T == GGX_TYPE_Q4_0) {
-        if (g_int8_x) {
-            if (nt == 1) mvq_kernel<T, 1><<<grid, MV_WARPS * 32, 0, s>>>(a);
-            else if (nt == 2) mvq_kernel<T, 2><<<grid, MV_WARPS * 32, 0, s>>>(a);
-            else if (nt <= 4) mvq_kernel<T, 4><<<grid, MV_WARPS * 32, 0, s>>>(a);
-            else mvq_kernel<T, 8><<<grid, MV_WARPS * 32, 0, s>>>(a);
-            return cudaGetLastError();
-        }
-    }
-    if (nt == 1) mv_kernel<T, 1><<<grid, MV_WARPS * 32, 0, s>>>(a);
-    else if (nt == 2) mv_kernel<T, 2><<<grid, MV_WARPS * 32, 0, s>>>(a);
-    else if (nt <= 4) mv_kernel<T, 4><<<grid, MV_WARPS * 32, 0, s>>>(a);
-    else mv_kernel<T, 8><<<grid, MV_WARPS * 32, 0, s>>>(a);
-    return cudaGetLastError();
-}
-
-/* mv2 for q8_0/q4_0: split K when there are fewer than MV2_FULL_BLOCKS row blocks (32 or 16
- * rows each), in multiples of 32 chunks, at least 64 chunks per split. Returns false (the
- * caller uses mv_kernel) when the staged x of a split would not fit MV2_SMEM_MAX. */
-constexpr int MV2_FULL_BLOCKS = 1024;
-template <int T>
-bool launch_mv2(cudaStream_t s, MvLaunch &a, int n_blocks, cudaError_t *err) {
-    constexpr int W = Tr<T>::W;
-    const int n_chunks = a.cols / W;
-    int splits = 1;
-    if (g_part && a.total_rows <= MV_PART_ROWS && n_blocks < MV2_FULL_BLOCKS) {
-        splits = (MV2_FULL_BLOCKS + n_blocks - 1) / n_blocks;
         if (splits > MV_MAX_SPLIT) splits = MV_MAX_SPLIT;
         const int max_by_k = n_chunks / 64;
         if (splits > max_by_k) splits = max_by_k > 1 ? max_by_k : 1;
     }
     int cps = (n_chunks + splits - 1) / splits;
     cps = (cps + 31) / 32 * 32;
-    splits = (n_chunks + cps - 1) / cps;
-    const int e4p = (cps * (W / 4) + 7) & ~7;
-    const size_t smem = (size_t)a.n_tok * (size_t)e4p * sizeof(float4);
-    if (smem > (size_t)MV2_SMEM_MAX) return false;
     a.cps = cps;
     a.part = g_part;
     a.counters = g_counters;
-    const dim3 grid((unsigned)n_blocks, (unsigned)splits);
+    return (n_chunks + cps - 1) / cps;
+}
+
+template <int T>
+cudaError_t launch_type(cudaStream_t s, MvLaunch &a, int n_blocks) {
     const int nt = a.n_tok;
-    if (nt == 1) mv2_kernel<T, 1><<<grid, MV_WARPS * 32, smem, s>>>(a);
-    else if (nt == 2) mv2_kernel<T, 2><<<grid, MV_WARPS * 32, smem, s>>>(a);
-    else if (nt <= 4) mv2_kernel<T, 4><<<grid, MV_WARPS * 32, smem, s>>>(a);
-    else mv2_kernel<T, 8><<<grid, MV_WARPS * 32, smem, s>>>(a);
-    *err = cudaGetLastError();
+    const dim3 grid((unsigned)n_blocks, (unsigned)choose_splits(a, n_blocks, a.cols / Tr<T>::W));
+    if (nt == 1) GGX_LAUNCH((mv_kernel<T, 1>), grid, MV_WARPS * 32, 0, s, a);
+    else if (nt == 2) GGX_LAUNCH((mv_kernel<T, 2>), grid, MV_WARPS * 32, 0, s, a);
+    else if (nt <= 4) GGX_LAUNCH((mv_kernel<T, 4>), grid, MV_WARPS * 32, 0, s, a);
+    else GGX_LAUNCH((mv_kernel<T, 8>), grid, MV_WARPS * 32, 0, s, a);
+    return cudaSuccess;
+}
+
+/* mvq_kernel; false (nothing launched) when the split's staged x would not fit MVQ_SMEM_MAX */
+template <int T>
+bool launch_mvq(cudaStream_t s, MvLaunch &a, int n_blocks, int nt_tmpl, cudaError_t *err) {
+    const int splits = choose_splits(a, n_blocks, a.cols / Tr<T>::W);
+    const size_t smem = mvq_smem_bytes<T>(nt_tmpl, a.cps);
+    if (smem > (size_t)MVQ_SMEM_MAX) return false;
+    const dim3 grid((unsigned)n_blocks, (unsigned)splits);
+    *err = [&]() -> cudaError_t {
+        if (nt_tmpl == 1) GGX_LAUNCH((mvq_kernel<T, 1>), grid, MVQ_WARPS * 32, smem, s, a);
+        else if (nt_tmpl == 2) GGX_LAUNCH((mvq_kernel<T, 2>), grid, MVQ_WARPS * 32, smem, s, a);
+        else if (nt_tmpl == 4) GGX_LAUNCH((mvq_kernel<T, 4>), grid, MVQ_WARPS * 32, smem, s, a);
+        else GGX_LAUNCH((mvq_kernel<T, 8>), grid, MVQ_WARPS * 32, smem, s, a);
+        return cudaSuccess;
+    }();
     return true;
 }
 
@@ -722,8 +543,6 @@ int assign_blocks(MvLaunch &a, const ggx_cuda_mv_mat *mats, int n_mats, int rows
 } // namespace
 
 void ggx_cuda_mv_set_int8_x(bool on) { g_int8_x = on; }
-void ggx_cuda_mv_set_mv2(bool on) { g_mv2 = on; }
-bool ggx_cuda_mv_mv2(void) { return g_mv2; }
 bool ggx_cuda_mv_int8_x(void) { return g_int8_x; }
 
 cudaError_t ggx_cuda_mv_init(void) {
@@ -776,10 +595,10 @@ cudaError_t ggx_cuda_mv(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *
             a.bias[k] = mats[k].bias;
         }
         cudaError_t e;
-        if (g_mv2 && !g_int8_x && (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0)) {
-            const int nb2 = assign_blocks(a, mats, n_mats, MV_WARPS * mv2_rpw(nt_tmpl));
-            const bool done = t == GGX_TYPE_Q8_0 ? launch_mv2<GGX_TYPE_Q8_0>(s, a, nb2, &e)
-                                                 : launch_mv2<GGX_TYPE_Q4_0>(s, a, nb2, &e);
+        if (g_int8_x && (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0)) {
+            const int nbq = assign_blocks(a, mats, n_mats, MVQ_WARPS * mvq_rpw(nt_tmpl));
+            const bool done = t == GGX_TYPE_Q8_0 ? launch_mvq<GGX_TYPE_Q8_0>(s, a, nbq, nt_tmpl, &e)
+                                                 : launch_mvq<GGX_TYPE_Q4_0>(s, a, nbq, nt_tmpl, &e);
             if (done) {
                 if (e != cudaSuccess) return e;
                 continue;

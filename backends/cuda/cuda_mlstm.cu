@@ -51,6 +51,9 @@ __global__ void __launch_bounds__(ML_WARPS * 32) mlstm_rec_kernel(const ggx_cuda
     }
     float n_own = iv ? np[tid] : 0.0f;
     float m = *mp;
+    /* PDL: the batch table, C, n and m were read above while the previous kernel still ran
+     * (nothing in this step writes them before this kernel); q, k, v and the gates are its output */
+    GGX_PDL_ENTER();
     const float qscale = 1.0f / sqrtf((float)dqk);
 
     /* the next token's inputs are loaded one token ahead (hides the global-memory latency) */
@@ -143,6 +146,7 @@ __host__ __device__ __forceinline__ size_t st_stride(int dqk, int dv) { return (
 
 /* one thread per (sequence, head, chunk) */
 __global__ void mlstm_gates_kernel(const ggx_cuda_mlstm_args a, int T, int max_chunks) {
+    GGX_PDL_ENTER();
     const int idx = blockIdx.x * blockDim.x + threadIdx.x;
     const int nh = a.nh, L = a.chunk;
     const int h = idx % nh, c = (idx / nh) % max_chunks, s = idx / (nh * max_chunks);
@@ -167,6 +171,7 @@ __global__ void mlstm_gates_kernel(const ggx_cuda_mlstm_args a, int T, int max_c
 template <int RPT>
 __global__ void __launch_bounds__(ML_WARPS * 32) mlstm_inter_kernel(const ggx_cuda_mlstm_args a, int T,
                                                                     int max_chunks) {
+    GGX_PDL_ENTER();
     constexpr int SUB = 32;     /* tokens staged at a time */
     constexpr int MAXL = 64;    /* chunk length (ggx_cuda_mlstm_scratch_floats accepts 64) */
     __shared__ float ks[SUB][ML_MAX_DQK];
@@ -194,6 +199,9 @@ __global__ void __launch_bounds__(ML_WARPS * 32) mlstm_inter_kernel(const ggx_cu
     }
     float n_own = iv ? np[tid] : 0.0f;
     float m = *mp;
+    /* PDL: the batch table, C, n and m were read above while the previous kernel still ran
+     * (nothing in this step writes them before this kernel); q, k, v and the gates are its output */
+    GGX_PDL_ENTER();
     for (int ch = 0; ch < nc; ch++) {
         /* save the state at the chunk start for the output kernel */
         float *sv = saved + (((size_t)s * max_chunks + ch) * nh + h) * st_stride(dqk, dv);
@@ -289,6 +297,7 @@ constexpr int OC = 64;   /* chunk length this kernel handles */
 constexpr int OCOL = 64; /* columns per block */
 constexpr int OK = 32;   /* DQK slice */
 __global__ void __launch_bounds__(256) mlstm_out_kernel(const ggx_cuda_mlstm_args a, int T, int max_chunks) {
+    GGX_PDL_ENTER();
     /* q and k slices, transposed [k][token]; rows padded to 68 floats: the transposing stores
      * (k fastest across the warp, for coalesced global loads) spread over 8 banks, and float4
      * reads stay aligned */
@@ -453,16 +462,16 @@ cudaError_t ggx_cuda_mlstm_chunkwise(cudaStream_t st, const ggx_cuda_mlstm_args 
     if (max_chunks < 1) return cudaSuccess;
     const int T = a->total_tokens;
     const int n_g = a->n_seqs * max_chunks * a->nh;
-    mlstm_gates_kernel<<<(n_g + 127) / 128, 128, 0, st>>>(*a, T, max_chunks);
+    GGX_LAUNCH(mlstm_gates_kernel, (n_g + 127) / 128, 128, 0, st, *a, T, max_chunks);
     dim3 gi((unsigned)a->nh, (unsigned)((a->dv + 31) / 32), (unsigned)a->n_seqs);
     const int rpt = (a->dqk + ML_WARPS - 1) / ML_WARPS;
-    if (rpt <= 4) mlstm_inter_kernel<4><<<gi, ML_WARPS * 32, 0, st>>>(*a, T, max_chunks);
-    else if (rpt <= 8) mlstm_inter_kernel<8><<<gi, ML_WARPS * 32, 0, st>>>(*a, T, max_chunks);
-    else if (rpt <= 16) mlstm_inter_kernel<16><<<gi, ML_WARPS * 32, 0, st>>>(*a, T, max_chunks);
-    else mlstm_inter_kernel<32><<<gi, ML_WARPS * 32, 0, st>>>(*a, T, max_chunks);
+    if (rpt <= 4) GGX_LAUNCH((mlstm_inter_kernel<4>), gi, ML_WARPS * 32, 0, st, *a, T, max_chunks);
+    else if (rpt <= 8) GGX_LAUNCH((mlstm_inter_kernel<8>), gi, ML_WARPS * 32, 0, st, *a, T, max_chunks);
+    else if (rpt <= 16) GGX_LAUNCH((mlstm_inter_kernel<16>), gi, ML_WARPS * 32, 0, st, *a, T, max_chunks);
+    else GGX_LAUNCH((mlstm_inter_kernel<32>), gi, ML_WARPS * 32, 0, st, *a, T, max_chunks);
     const int n_ct = (a->dv + OCOL - 1) / OCOL;
     dim3 go((unsigned)max_chunks, (unsigned)(a->nh * n_ct), (unsigned)a->n_seqs);
-    mlstm_out_kernel<<<go, 256, 0, st>>>(*a, T, max_chunks);
+    GGX_LAUNCH(mlstm_out_kernel, go, 256, 0, st, *a, T, max_chunks);
     return cudaGetLastError();
 }
 
@@ -474,9 +483,9 @@ cudaError_t ggx_cuda_mlstm_recurrent(cudaStream_t st, const ggx_cuda_mlstm_args 
     if (!ggx_cuda_mlstm_supported(a->dqk, a->dv) || a->n_seqs < 1) return cudaErrorInvalidValue;
     dim3 grid((unsigned)a->nh, (unsigned)((a->dv + 31) / 32), (unsigned)a->n_seqs);
     const int rpt = (a->dqk + ML_WARPS - 1) / ML_WARPS;
-    if (rpt <= 4) mlstm_rec_kernel<4><<<grid, ML_WARPS * 32, 0, st>>>(*a);
-    else if (rpt <= 8) mlstm_rec_kernel<8><<<grid, ML_WARPS * 32, 0, st>>>(*a);
-    else if (rpt <= 16) mlstm_rec_kernel<16><<<grid, ML_WARPS * 32, 0, st>>>(*a);
-    else mlstm_rec_kernel<32><<<grid, ML_WARPS * 32, 0, st>>>(*a);
+    if (rpt <= 4) GGX_LAUNCH((mlstm_rec_kernel<4>), grid, ML_WARPS * 32, 0, st, *a);
+    else if (rpt <= 8) GGX_LAUNCH((mlstm_rec_kernel<8>), grid, ML_WARPS * 32, 0, st, *a);
+    else if (rpt <= 16) GGX_LAUNCH((mlstm_rec_kernel<16>), grid, ML_WARPS * 32, 0, st, *a);
+    else GGX_LAUNCH((mlstm_rec_kernel<32>), grid, ML_WARPS * 32, 0, st, *a);
     return cudaGetLastError();
 }

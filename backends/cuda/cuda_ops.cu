@@ -42,6 +42,7 @@ __device__ __forceinline__ float weight_at(enum ggx_type t, const uint8_t *w, in
 
 __global__ void get_rows_kernel(enum ggx_type t, const uint8_t *tab, int64_t V, int64_t cols,
                                 const int32_t *ids, int n, float *dst) {
+    GGX_PDL_ENTER();
     const int r = blockIdx.y;
     const int32_t id = ids[r];
     for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < cols;
@@ -57,6 +58,7 @@ __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf
 
 __global__ void binary_kernel(int op, const float *a, const float *b, float *dst, int64_t n,
                               int64_t bcols) {
+    GGX_PDL_ENTER();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x) {
         const float x = a[i], y = b[bcols ? i % bcols : i];
@@ -73,6 +75,7 @@ __global__ void binary_kernel(int op, const float *a, const float *b, float *dst
 
 __global__ void soft_cap_kernel(const float *x, const float *bias, float *dst, int64_t n,
                                 int64_t cols, float cap) {
+    GGX_PDL_ENTER();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x) {
         float v = x[i] + (bias ? bias[i % cols] : 0.0f);
@@ -97,6 +100,7 @@ __device__ float block_sum(float v, float *sh) {
 
 __global__ void rms_norm_kernel(const float *x, const float *w, float *dst, int64_t cols,
                                 float eps) {
+    GGX_PDL_ENTER();
     __shared__ float sh[32];
     const float *xr = x + blockIdx.x * cols;
     float *dr = dst + blockIdx.x * cols;
@@ -109,6 +113,7 @@ __global__ void rms_norm_kernel(const float *x, const float *w, float *dst, int6
 
 __global__ void add_rms_norm_kernel(const float *a, const float *b, int64_t bcols, float *x,
                                     const float *w, float *y, int64_t cols, float eps) {
+    GGX_PDL_ENTER();
     __shared__ float sh[32];
     const int64_t r = blockIdx.x;
     const float *ar = a + r * cols;
@@ -129,6 +134,7 @@ __global__ void add_rms_norm_kernel(const float *a, const float *b, int64_t bcol
  * biased variance of x - mean), no bias; weight indexed flat (head*D + d) */
 __global__ void head_norm_kernel(const float *x, const float *w, float *dst, int n_heads,
                                  int64_t D, float eps) {
+    GGX_PDL_ENTER();
     __shared__ float sh[32];
     const int64_t row = blockIdx.x / n_heads, h = blockIdx.x % n_heads;
     const float *xr = x + (row * n_heads + h) * D;
@@ -155,6 +161,7 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(flo
 template <typename OUT>
 __global__ void dequant_kernel(enum ggx_type t, const uint8_t *w, int64_t rows, int64_t cols,
                                OUT *dst) {
+    GGX_PDL_ENTER();
     const int64_t n = rows * cols;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x)
@@ -164,6 +171,7 @@ __global__ void dequant_kernel(enum ggx_type t, const uint8_t *w, int64_t rows, 
 /* q8_0 / q4_0 to bf16, one thread per 32-block: the prefill path for quantized weights */
 __global__ void dequant_q_bf16_kernel(enum ggx_type t, const uint8_t *w, int64_t rows,
                                       int64_t cols, __nv_bfloat16 *dst) {
+    GGX_PDL_ENTER();
     const int64_t nb = rows * cols / 32;
     const __half *sc = reinterpret_cast<const __half *>(w + ggx_cuda_qs_bytes(t, rows, cols));
     for (int64_t b = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; b < nb;
@@ -197,6 +205,7 @@ __global__ void dequant_q_bf16_kernel(enum ggx_type t, const uint8_t *w, int64_t
 }
 
 __global__ void f32_to_bf16_kernel(const float *x, __nv_bfloat16 *dst, int64_t n) {
+    GGX_PDL_ENTER();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x)
         dst[i] = __float2bfloat16_rn(x[i]);
@@ -214,6 +223,7 @@ __device__ __forceinline__ float urand(uint64_t seed, uint64_t i) {
 
 __global__ void fill_kernel(enum ggx_type t, uint8_t *w, int64_t rows, int64_t cols,
                             uint64_t seed, float scale) {
+    GGX_PDL_ENTER();
     const int64_t n = rows * cols;
     const size_t qs = (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0) ? ggx_cuda_qs_bytes(t, rows, cols) : 0;
     const int64_t nq = t == GGX_TYPE_Q8_0 ? n : n / 2;
@@ -249,21 +259,21 @@ cudaError_t ggx_cuda_get_rows(cudaStream_t s, enum ggx_type t, const void *table
                               int64_t cols, const int32_t *ids, int n, float *dst) {
     if (n <= 0) return cudaSuccess;
     dim3 grid((unsigned)((cols + 255) / 256 > 64 ? 64 : (cols + 255) / 256), (unsigned)n);
-    get_rows_kernel<<<grid, 256, 0, s>>>(t, static_cast<const uint8_t *>(table), V, cols, ids, n, dst);
+    GGX_LAUNCH(get_rows_kernel, grid, 256, 0, s, t, static_cast<const uint8_t *>(table), V, cols, ids, n, dst);
     return cudaGetLastError();
 }
 
 cudaError_t ggx_cuda_binary(cudaStream_t s, int op, const float *a, const float *b, float *dst,
                             int64_t n, int64_t bcols) {
     if (n <= 0) return cudaSuccess;
-    binary_kernel<<<ew_blocks(n), EW_THREADS, 0, s>>>(op, a, b, dst, n, bcols);
+    GGX_LAUNCH(binary_kernel, ew_blocks(n), EW_THREADS, 0, s, op, a, b, dst, n, bcols);
     return cudaGetLastError();
 }
 
 cudaError_t ggx_cuda_soft_cap(cudaStream_t s, const float *x, const float *bias, float *dst,
                               int64_t n, int64_t cols, float cap) {
     if (n <= 0) return cudaSuccess;
-    soft_cap_kernel<<<ew_blocks(n), EW_THREADS, 0, s>>>(x, bias, dst, n, cols, cap);
+    GGX_LAUNCH(soft_cap_kernel, ew_blocks(n), EW_THREADS, 0, s, x, bias, dst, n, cols, cap);
     return cudaGetLastError();
 }
 
@@ -271,7 +281,7 @@ cudaError_t ggx_cuda_rms_norm(cudaStream_t s, const float *x, const float *w, fl
                               int64_t rows, int64_t cols, float eps) {
     if (rows <= 0) return cudaSuccess;
     const int th = cols >= 1024 ? 1024 : (cols >= 256 ? 256 : 64);
-    rms_norm_kernel<<<(unsigned)rows, th, 0, s>>>(x, w, dst, cols, eps);
+    GGX_LAUNCH(rms_norm_kernel, (unsigned)rows, th, 0, s, x, w, dst, cols, eps);
     return cudaGetLastError();
 }
 
@@ -280,7 +290,7 @@ cudaError_t ggx_cuda_add_rms_norm(cudaStream_t s, const float *a, const float *b
                                   float eps) {
     if (rows <= 0) return cudaSuccess;
     const int th = cols >= 1024 ? 1024 : (cols >= 256 ? 256 : 64);
-    add_rms_norm_kernel<<<(unsigned)rows, th, 0, s>>>(a, b, bcols, x, w, y, cols, eps);
+    GGX_LAUNCH(add_rms_norm_kernel, (unsigned)rows, th, 0, s, a, b, bcols, x, w, y, cols, eps);
     return cudaGetLastError();
 }
 
@@ -288,7 +298,7 @@ cudaError_t ggx_cuda_head_norm(cudaStream_t s, const float *x, const float *w, f
                                int64_t rows, int n_heads, int64_t D, float eps) {
     if (rows <= 0) return cudaSuccess;
     const int th = D >= 512 ? 512 : (D >= 128 ? 128 : 32);
-    head_norm_kernel<<<(unsigned)(rows * n_heads), th, 0, s>>>(x, w, dst, n_heads, D, eps);
+    GGX_LAUNCH(head_norm_kernel, (unsigned)(rows * n_heads), th, 0, s, x, w, dst, n_heads, D, eps);
     return cudaGetLastError();
 }
 
@@ -297,13 +307,13 @@ cudaError_t ggx_cuda_dequant(cudaStream_t s, enum ggx_type t, const void *w, int
     const uint8_t *wb = static_cast<const uint8_t *>(w);
     const int64_t n = rows * cols;
     if (to == GGX_TYPE_BF16 && (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0)) {
-        dequant_q_bf16_kernel<<<ew_blocks(n / 32), EW_THREADS, 0, s>>>(
+        GGX_LAUNCH(dequant_q_bf16_kernel, ew_blocks(n / 32), EW_THREADS, 0, s, 
             t, wb, rows, cols, static_cast<__nv_bfloat16 *>(dst));
     } else if (to == GGX_TYPE_BF16) {
-        dequant_kernel<__nv_bfloat16><<<ew_blocks(n), EW_THREADS, 0, s>>>(
+        GGX_LAUNCH((dequant_kernel<__nv_bfloat16>), ew_blocks(n), EW_THREADS, 0, s, 
             t, wb, rows, cols, static_cast<__nv_bfloat16 *>(dst));
     } else {
-        dequant_kernel<float><<<ew_blocks(n), EW_THREADS, 0, s>>>(t, wb, rows, cols,
+        GGX_LAUNCH((dequant_kernel<float>), ew_blocks(n), EW_THREADS, 0, s, t, wb, rows, cols,
                                                                   static_cast<float *>(dst));
     }
     return cudaGetLastError();
@@ -311,7 +321,7 @@ cudaError_t ggx_cuda_dequant(cudaStream_t s, enum ggx_type t, const void *w, int
 
 cudaError_t ggx_cuda_f32_to_bf16(cudaStream_t s, const float *x, uint16_t *dst, int64_t n) {
     if (n <= 0) return cudaSuccess;
-    f32_to_bf16_kernel<<<ew_blocks(n), EW_THREADS, 0, s>>>(x, reinterpret_cast<__nv_bfloat16 *>(dst), n);
+    GGX_LAUNCH(f32_to_bf16_kernel, ew_blocks(n), EW_THREADS, 0, s, x, reinterpret_cast<__nv_bfloat16 *>(dst), n);
     return cudaGetLastError();
 }
 
@@ -319,6 +329,6 @@ cudaError_t ggx_cuda_fill_random_dev(cudaStream_t s, enum ggx_type t, void *w, i
                                      int64_t cols, uint64_t seed, float scale) {
     const int64_t n = rows * cols;
     if (n <= 0) return cudaSuccess;
-    fill_kernel<<<ew_blocks(n), EW_THREADS, 0, s>>>(t, static_cast<uint8_t *>(w), rows, cols, seed, scale);
+    GGX_LAUNCH(fill_kernel, ew_blocks(n), EW_THREADS, 0, s, t, static_cast<uint8_t *>(w), rows, cols, seed, scale);
     return cudaGetLastError();
 }

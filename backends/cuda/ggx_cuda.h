@@ -29,12 +29,6 @@ void ggx_cuda_set_graphs(ggx_backend *be, int on);
  * the H100 as measured). Global; GGX_CUDA_INT8_X=1 in the environment sets it at creation. */
 void ggx_cuda_set_int8_activations(int on);
 int ggx_cuda_int8_activations(void);
-/* q8_0/q4_0 decode matvecs with f32 activations: the experimental mv2 kernel (1: 32 rows per
- * block, whole-K x staging, 1 integer op + 1 FMA per q4_0 weight; exact like the default, but
- * measured slower on the H100) or the default one (0). Global; GGX_CUDA_MATVEC=v2 in the
- * environment selects mv2 at creation, GGX_CUDA_MATVEC=old the default one. */
-void ggx_cuda_set_matvec_v2(int on);
-int ggx_cuda_matvec_v2(void);
 /* Free and total device memory in bytes; peak bytes allocated by this backend so far. */
 ggx_status ggx_cuda_mem_info(ggx_backend *be, size_t *free_b, size_t *total_b, size_t *peak_b);
 /* Device name (e.g. "NVIDIA H100 80GB HBM3"). */
