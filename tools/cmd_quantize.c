@@ -16,6 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -257,32 +260,59 @@ static void *run_job(void *arg) {
     return NULL;
 }
 
-/* The source tensor's CRC32, checked right before its data is used: a corrupted input must not
- * come out as a quantized file with fresh, valid checksums. */
-static ggx_status check_crc(const ggx_tensor_info *t) {
-    uLong c = crc32(0L, Z_NULL, 0);
-    const uint8_t *p = t->data;
-    for (uint64_t left = t->size; left;) {
+/* ---------------------------------------------------------------- source pages
+ * The input is mapped (ggx_file_open: read-only MAP_SHARED), so every page read stays resident in
+ * this process until unmapped: quantizing a 27 GB f32 7B would pin 27 GB as RSS and fill the
+ * page cache. Each chunk's source pages are handed back once the chunk is written, like the
+ * converter does (convert/safetensors.c): madvise(MADV_DONTNEED) drops them from the mapping
+ * (safe for a read-only file mapping: a page touched again is re-read from the file), and
+ * posix_fadvise(POSIX_FADV_DONTNEED) drops them from the page cache. Only whole pages below `to`
+ * are released, so a page shared with the next chunk stays until its turn. */
+typedef struct src_pages {
+    int fd;          /* the input file, for posix_fadvise; -1 if it could not be reopened */
+    uintptr_t done;  /* address below which the tensor's pages were released (page aligned) */
+    long pg;
+} src_pages;
+
+static void release_src(src_pages *sp, const ggx_tensor_info *t, uint64_t to, int last) {
+    const uintptr_t base = (uintptr_t)t->data, pg = (uintptr_t)sp->pg;
+    uintptr_t end = base + to;
+    end = last ? (end + pg - 1) & ~(pg - 1) : end & ~(pg - 1);
+    if (sp->done < (base & ~(pg - 1))) sp->done = base & ~(pg - 1);
+    if (end <= sp->done) return;
+    madvise((void *)sp->done, (size_t)(end - sp->done), MADV_DONTNEED);
+    if (sp->fd >= 0) {
+        /* the same range in file offsets: t->offset is where t->data starts */
+        const int64_t off = (int64_t)t->offset - (int64_t)(base - sp->done);
+        posix_fadvise(sp->fd, off < 0 ? 0 : (off_t)off, (off_t)(end - sp->done), POSIX_FADV_DONTNEED);
+    }
+    sp->done = end;
+}
+
+/* The source tensor's CRC32 is computed chunk by chunk as the rows are read (so each byte is read
+ * once and released after use) and compared after the last chunk: a corrupted input fails the
+ * command, and since the output is only renamed into place by ggx_writer_finish, it never comes
+ * out as a quantized file with fresh, valid checksums. */
+static uLong crc_update(uLong c, const uint8_t *p, uint64_t left) {
+    while (left) {
         const uInt n = left > (1u << 30) ? (1u << 30) : (uInt)left;
         c = crc32(c, p, n);
         p += n;
         left -= n;
     }
-    if ((uint32_t)c != t->crc32)
-        return ggx_fail(GGX_ERR_CHECKSUM, "tensor %s: checksum mismatch in the input (crc32 %08x, "
-                        "table says %08x); the file is corrupted", t->name, (unsigned)c, (unsigned)t->crc32);
-    return GGX_OK;
+    return c;
 }
 
 static ggx_status write_tensor(ggx_writer *w, const plan_item *it, int nthreads, uint8_t *out,
-                               float *scratch, ggx_progress *prog, uint64_t *done) {
-    const size_t drow = ggx_row_size(it->dst, it->row_len);
-    ggx_status cs = check_crc(it->t);
-    if (cs) return cs;
+                               float *scratch, ggx_progress *prog, uint64_t *done, src_pages *sp) {
+    const size_t drow = ggx_row_size(it->dst, it->row_len), srow = ggx_row_size(it->t->type, it->row_len);
+    uLong crc = crc32(0L, Z_NULL, 0);
     int64_t chunk = it->row_len ? CHUNK_ELEMS / it->row_len : 1;
     if (chunk < 1) chunk = 1;
+    sp->done = 0;
     for (int64_t base = 0; base < it->rows; base += chunk) {
         const int64_t n = it->rows - base < chunk ? it->rows - base : chunk;
+        crc = crc_update(crc, (const uint8_t *)it->t->data + (size_t)base * srow, (uint64_t)n * srow);
         int nt = nthreads;
         if (nt > n) nt = (int)n;
         job jobs[MAX_THREADS];
@@ -304,9 +334,19 @@ static ggx_status write_tensor(ggx_writer *w, const plan_item *it, int nthreads,
                                 ggx_type_name(it->dst));
         ggx_status s = ggx_writer_write(w, out, (size_t)n * drow);
         if (s) return s;
-        *done += (uint64_t)n * ggx_row_size(it->t->type, it->row_len);
+        const int last = base + n >= it->rows;
+        /* a tensor's size can exceed rows * srow only by padding; the CRC covers t->size */
+        if (last && it->t->size > (uint64_t)it->rows * srow)
+            crc = crc_update(crc, (const uint8_t *)it->t->data + (size_t)it->rows * srow,
+                             it->t->size - (uint64_t)it->rows * srow);
+        release_src(sp, it->t, last ? it->t->size : (uint64_t)(base + n) * srow, last);
+        *done += (uint64_t)n * srow;
         ggx_progress_update(prog, *done);
     }
+    if ((uint32_t)crc != it->t->crc32)
+        return ggx_fail(GGX_ERR_CHECKSUM, "tensor %s: checksum mismatch in the input (crc32 %08x, "
+                        "table says %08x); the file is corrupted", it->t->name, (unsigned)crc,
+                        (unsigned)it->t->crc32);
     return GGX_OK;
 }
 
@@ -467,8 +507,10 @@ int ggx_cmd_quantize(int argc, char **argv) {
     ggx_progress prog;
     ggx_progress_begin(&prog, "quantizing", total_in, quiet);
     uint64_t done_bytes = 0;
+    src_pages sp = {open(in, O_RDONLY), 0, sysconf(_SC_PAGESIZE)};
     for (size_t i = 0; i < nt && !s; i++)
-        s = write_tensor(w, &items[i], nthreads, obuf, scratch, &prog, &done_bytes);
+        s = write_tensor(w, &items[i], nthreads, obuf, scratch, &prog, &done_bytes, &sp);
+    if (sp.fd >= 0) close(sp.fd);
     if (s) {
         if (prog.enabled) fputc('\n', stderr);
         goto fail;
@@ -484,6 +526,11 @@ int ggx_cmd_quantize(int argc, char **argv) {
                  ggx_type_name((enum ggx_type)type), ggx_time_s() - t0, nthreads,
                  nthreads == 1 ? "" : "s");
         print_totals(items, nt, title);
+        /* the source pages are released as we go (release_src): this stays near one chunk */
+        struct rusage ru;
+        if (getrusage(RUSAGE_SELF, &ru) == 0)
+            printf("peak resident memory: %.1f MB (input %.1f MB)\n", ru.ru_maxrss * 1024.0 / 1e6,
+                   total_in / 1e6);
     }
     rc = 0;
     goto done;
