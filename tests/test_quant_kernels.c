@@ -49,6 +49,19 @@ static void check_case(enum ggx_type t, int64_t rows, int64_t cols, int64_t n, i
         ggx_dequantize_row(t, wq + r * wrow, wd + r * cols, cols);
     }
     ggx_cpu_qx_prepare(t, x, n, cols, qx);
+    /* the activation quantizer of every level writes the same bytes as the scalar one */
+    {
+        uint8_t *qx0 = malloc(qrow * n);
+        ggx_cpu_quant_set_level(0);
+        ggx_cpu_qx_prepare(t, x, n, cols, qx0);
+        int diff = 0;
+        for (int64_t j = 0; j < n; j++)
+            diff += memcmp(qx_row(qx, qrow, j), qx_row(qx0, qrow, j), (size_t)nb * QX_BYTES_PER_BLOCK) != 0;
+        TEST_CHECK_MSG(!diff, "%s cols %lld n=%lld: prepared activations differ from the scalar ones in %d rows",
+                       ggx_type_name(t), (long long)cols, (long long)n, diff);
+        ggx_cpu_quant_set_level(-1);
+        free(qx0);
+    }
 
     /* scalar reference vs the exact product of dequantized weights and f32 activations:
      * activation rounding is at most dx/2 per element */
@@ -57,7 +70,7 @@ static void check_case(enum ggx_type t, int64_t rows, int64_t cols, int64_t n, i
     ggx_cpu_qmatmul(t, wq, cols, qx, n, yref, ldy, 0, rows);
     int bad = 0;
     for (int64_t j = 0; j < n; j++) {
-        const float *dx = qx_dx(qx + j * qrow, nb);
+        const float *dx = qx_dx(qx_row(qx, qrow, j), nb);
         for (int64_t r = 0; r < rows; r++) {
             double exact = 0, bound = 0, mag = 0;
             for (int64_t c = 0; c < cols; c++) {
@@ -82,7 +95,7 @@ static void check_case(enum ggx_type t, int64_t rows, int64_t cols, int64_t n, i
         bad = 0;
         double worst = 0;
         for (int64_t j = 0; j < n; j++) {
-            const uint8_t *q = qx + j * qrow;
+            const uint8_t *q = qx_row(qx, qrow, j);
             const float *dx = qx_dx(q, nb), *s = qx_s(q, nb);
             for (int64_t r = 0; r < rows; r++) {
                 /* magnitude of the terms each path adds up (q8_0's +128 bias included) */

@@ -33,7 +33,19 @@ static inline void chunk_range(int64_t n, int64_t per, int64_t c, int64_t *b, in
 static inline int64_t n_chunks_of(int64_t n, int64_t per) { return (n + per - 1) / per; }
 
 #define ROWS_PER_CHUNK 16     /* activation rows of row-wise ops */
-#define WROWS_PER_CHUNK 32    /* weight rows of the small-batch matmul */
+#define WROWS_PER_CHUNK 32    /* weight rows of the small-batch matmul (at least) */
+#define WBYTES_PER_CHUNK (256 << 10)
+
+/* Weight rows per chunk of the small-batch matmul: at least 32 rows and about 256 KiB of weights.
+ * Each chunk is a sequential stream for the hardware prefetchers; short ones (32 rows of a
+ * 4096-column q4_0 matrix are 72 KiB) restart the stream too often: measured +12-15% for q4_0
+ * decode matvecs with 128-row chunks (docs/benchmarks.md, "quantized decode"). bf16/f32 rows of
+ * >= 4096 columns keep 32. Depends on the weights only, never on the thread count. */
+static int64_t wrows_per_chunk(const ggx_tensor *w) {
+    const int64_t b = (int64_t)ggx_row_size(w->type, w->dims[1]);
+    const int64_t r = b > 0 ? (WBYTES_PER_CHUNK + b - 1) / b : WROWS_PER_CHUNK;
+    return r > WROWS_PER_CHUNK ? (r + 15) & ~(int64_t)15 : WROWS_PER_CHUNK;
+}
 
 /* ------------------------------------------------------------------------- weight rows -- */
 
@@ -71,7 +83,7 @@ static void job_mul_mat(void *vp, int64_t chunk, int ith) {
     if (T < GGX_CPU_GEMM_MIN) {
         /* every weight row is read once and dotted with all T activations */
         int64_t r0, r1;
-        chunk_range(O, WROWS_PER_CHUNK, chunk, &r0, &r1);
+        chunk_range(O, wrows_per_chunk(w), chunk, &r0, &r1);
         if (ggx_cpu_quant_supported(w->type)) { /* activations were quantized in ctx->qx */
             ggx_cpu_qmatmul(w->type, w->data, In, j->ctx->qx, T, y, O, r0, r1);
             return;
@@ -310,7 +322,7 @@ ggx_status ggx_cpu_compute_node(ggx_cpu_ctx *ctx, ggx_tensor *node, const ggx_ba
             ggx_cpu_qx_prepare(t, node->src[1]->data, rows, In, ctx->qx);
         }
         n = n_chunks_of(node->src[0]->dims[0],
-                        rows < GGX_CPU_GEMM_MIN ? WROWS_PER_CHUNK : GGX_CPU_TILE);
+                        rows < GGX_CPU_GEMM_MIN ? wrows_per_chunk(node->src[0]) : GGX_CPU_TILE);
         break;
     case GGX_OP_ADD:
     case GGX_OP_MUL: fn = job_binary; break;

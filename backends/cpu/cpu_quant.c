@@ -51,7 +51,7 @@ int ggx_cpu_quant_supported(enum ggx_type t) {
 /* ---------------------------------------------------------------- activations */
 size_t ggx_cpu_qx_size(enum ggx_type t, int64_t cols) {
     if (!ggx_cpu_quant_supported(t) || cols <= 0 || cols % QX_BLOCK) return 0;
-    return (size_t)(cols / QX_BLOCK * QX_BYTES_PER_BLOCK);
+    return qx_stride(cols / QX_BLOCK);
 }
 
 void ggx_cpu_qx_prepare(enum ggx_type t, const float *x, int64_t n, int64_t cols, void *qx) {
@@ -59,9 +59,14 @@ void ggx_cpu_qx_prepare(enum ggx_type t, const float *x, int64_t n, int64_t cols
     if (!row) return;
     const int64_t nb = cols / QX_BLOCK;
     const int split = qx_split(t);
+    const int simd = ggx_cpu_quant_level() >= 2;
     for (int64_t j = 0; j < n; j++) {
         const float *xr = x + j * cols;
-        uint8_t *q = (uint8_t *)qx + (size_t)j * row;
+        uint8_t *q = qx_row(qx, row, j);
+        if (simd) {
+            ggx_cpu_qx_row_avx512(xr, nb, split, q);
+            continue;
+        }
         float *dx = (float *)(void *)(q + nb * QX_BLOCK), *s = dx + nb;
         for (int64_t b = 0; b < nb; b++) {
             const float *xb = xr + b * QX_BLOCK;
@@ -151,6 +156,17 @@ static ggx_cpu_qdot_fn pick_dot(enum ggx_type t) {
     }
 }
 
+/* two weight rows x one activation row (AVX-512, q4 types); NULL: none */
+typedef void (*ggx_cpu_qdot2_fn)(const void *w, size_t wstride, const uint8_t *qx, int64_t nb, float *out);
+static ggx_cpu_qdot2_fn pick_dot2(enum ggx_type t) {
+    if (ggx_cpu_quant_level() < 2) return NULL;
+    switch (t) {
+    case GGX_TYPE_Q4_0: return ggx_cpu_dot2_q4_0_avx512;
+    case GGX_TYPE_Q4_X: return ggx_cpu_dot2_q4_x_avx512;
+    default: return NULL;
+    }
+}
+
 /* the multi-row kernels (AVX-512 only); NULL: use pick_dot row by row */
 static ggx_cpu_qdotn_fn pick_dotn(enum ggx_type t) {
     if (ggx_cpu_quant_level() < 2) return NULL;
@@ -187,12 +203,31 @@ void ggx_cpu_qmatmul(enum ggx_type t, const void *W, int64_t cols, const void *q
     }
     const int64_t nb = cols / QX_BLOCK;
     const size_t wrow = ggx_row_size(t, cols);
+    const uint8_t *q0 = qx_row(qx, qrow, 0);
+    const ggx_cpu_qdot2_fn dot2 = n == 1 ? pick_dot2(t) : NULL;
+    if (dot2) {
+        /* decode: weight rows in pairs sharing the activation loads (the q4 kernels are bound by
+         * load and shuffle throughput, not by memory). The pair is (r0 + i, r0 + h + i): two
+         * sequential streams through the range, which the hardware prefetchers follow; adjacent
+         * pairs (r, r + 1) would start a new stream every second row and run at half the speed. */
+        const int64_t h = (r1 - r0) / 2;
+        float out[2];
+        for (int64_t i = 0; i < h; i++) {
+            dot2((const uint8_t *)W + (size_t)(r0 + i) * wrow, (size_t)h * wrow, q0, nb, out);
+            y[r0 + i] = out[0];
+            y[r0 + h + i] = out[1];
+        }
+        if (r0 + 2 * h < r1) {
+            dotn((const uint8_t *)W + (size_t)(r1 - 1) * wrow, q0, qrow, 1, nb, out);
+            y[r1 - 1] = out[0];
+        }
+        return;
+    }
     if (!dotn) {
         /* one weight row at a time: read from memory once, it stays in L1 for the n tokens */
         for (int64_t r = r0; r < r1; r++) {
             const uint8_t *wr = (const uint8_t *)W + (size_t)r * wrow;
-            for (int64_t j = 0; j < n; j++)
-                y[j * ldy + r] = dot(wr, (const uint8_t *)qx + (size_t)j * qrow, nb);
+            for (int64_t j = 0; j < n; j++) y[j * ldy + r] = dot(wr, q0 + (size_t)j * qrow, nb);
         }
         return;
     }
@@ -205,7 +240,7 @@ void ggx_cpu_qmatmul(enum ggx_type t, const void *W, int64_t cols, const void *q
     float out[64];
     for (int64_t j0 = 0; j0 < n; j0 += tb) {
         const int k = (int)(n - j0 < tb ? n - j0 : tb);
-        const uint8_t *q = (const uint8_t *)qx + (size_t)j0 * qrow;
+        const uint8_t *q = q0 + (size_t)j0 * qrow;
         for (int64_t r = r0; r < r1; r++) {
             dotn((const uint8_t *)W + (size_t)r * wrow, q, qrow, k, nb, out);
             for (int j = 0; j < k; j++) y[(j0 + j) * ldy + r] = out[j];

@@ -11,6 +11,10 @@
  *     [b0 e0..15 | b1 e0..15 | b2 e0..15 | b3 e0..15 | b0 e16..31 | b1 e16..31 | ...]
  * (the low-nibble halves, then the high-nibble halves), and the trailing nb % 4 blocks are in
  * natural order. qx_index() maps (block, element) to the byte.
+ *
+ * Rows start on 64-byte boundaries (whole-vector activation loads never straddle a cache line):
+ * ggx_cpu_qx_size() is the row stride, a multiple of 64 with 64 bytes of slack, and row j of a
+ * buffer is at qx_row(buffer, stride, j) = the buffer's first 64-byte boundary + j * stride.
  */
 #ifndef GGX_CPU_QUANT_IMPL_H
 #define GGX_CPU_QUANT_IMPL_H
@@ -21,6 +25,15 @@
 
 #define QX_BLOCK 32
 #define QX_BYTES_PER_BLOCK (QX_BLOCK + 2 * (int64_t)sizeof(float))
+
+/* row stride of a prepared buffer: the row rounded up to 64 bytes, + 64 for aligning the start */
+static inline size_t qx_stride(int64_t nb) {
+    return (size_t)((nb * QX_BYTES_PER_BLOCK + 63) & ~(int64_t)63) + 64;
+}
+static inline uint8_t *qx_row(const void *qx, size_t stride, int64_t j) {
+    const uintptr_t a = ((uintptr_t)qx + 63) & ~(uintptr_t)63;
+    return (uint8_t *)a + (size_t)j * stride;
+}
 
 static inline int qx_split(enum ggx_type t) { return t == GGX_TYPE_Q4_0 || t == GGX_TYPE_Q4_X; }
 
@@ -48,6 +61,12 @@ typedef void (*ggx_cpu_qdotn_fn)(const void *w, const uint8_t *qx, size_t qrow, 
 void ggx_cpu_dotn_q8_0_avx512(const void *w, const uint8_t *qx, size_t qrow, int n, int64_t nb, float *out);
 void ggx_cpu_dotn_q4_0_avx512(const void *w, const uint8_t *qx, size_t qrow, int n, int64_t nb, float *out);
 void ggx_cpu_dotn_q4_x_avx512(const void *w, const uint8_t *qx, size_t qrow, int n, int64_t nb, float *out);
+/* out[0], out[1] = dot(W rows w and w + wstride, one prepared row qx): two weight rows share each
+ * activation load (decode, n = 1) */
+void ggx_cpu_dot2_q4_0_avx512(const void *w, size_t wstride, const uint8_t *qx, int64_t nb, float *out);
+void ggx_cpu_dot2_q4_x_avx512(const void *w, size_t wstride, const uint8_t *qx, int64_t nb, float *out);
+/* one activation row (32 * nb floats) into its prepared layout; byte-identical to the scalar code */
+void ggx_cpu_qx_row_avx512(const float *x, int64_t nb, int split, uint8_t *q);
 void ggx_cpu_deq_q8_0_avx512(const void *w, float *dst, int64_t nb);
 void ggx_cpu_deq_q4_0_avx512(const void *w, float *dst, int64_t nb);
 void ggx_cpu_deq_q4_x_avx512(const void *w, float *dst, int64_t nb);

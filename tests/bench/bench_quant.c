@@ -6,6 +6,14 @@
  *     build-x/tests/bench_quant [--threads 2] [--types q8_0,q4_0,q4_x] [--no-gemm] [--reps 5]
  *     build-x/tests/bench_quant --threads 1 --in-cache --no-gemm   # kernel compute ceiling
  *     build-x/tests/bench_quant --level 1                           # force the AVX2 path
+ *     build-x/tests/bench_quant --no-gemm --pool --paired --reps 15 [--chunk-rows 32,0]
+ *
+ * --pool runs the matvecs on the CPU backend's thread pool in chunks of weight rows, as a decode
+ * step does (the default: two static halves of the rows). --paired is the measurement for a noisy
+ * host: each repetition measures the floor over a 256 MiB window and then one kernel pass over
+ * >= 256 MiB of matrices right after it (~10 ms each), and reports the median of the per-pair
+ * kernel/floor ratios with quartiles; the host's bandwidth drifts over seconds, so a pair sees
+ * about the same machine.
  *
  * Weights are streamed from DRAM: every measurement rotates through >= 256 MiB of distinct
  * matrices, so none is in the 32 MiB L3 when it is read. The floor is a 2-thread sum over a
@@ -17,6 +25,7 @@
  * does). Results go into docs/benchmarks.md.
  */
 #include "backends/cpu/cpu_quant.h"
+#include "backends/cpu/cpu_pool.h"
 #include "backends/cpu/cpu_quant_impl.h"
 #include "ggx/quants.h"
 
@@ -105,8 +114,10 @@ static void team_run(team *t, void (*fn)(void *, int, int), void *ctx) {
 /* --cpu-time: durations are the largest per-thread CPU time instead of wall time, an estimate of
  * the wall time had no other process taken the CPUs (memory contention still counts) */
 static int g_cpu_clock = 0;
+static int g_paired = 0; /* --paired: floor and kernel alternate, ratio per pair */
+static struct ggx_cpu_pool *g_pool; /* --pool: matvecs run on the CPU backend's pool */
 static double team_clock(team *t) {
-    if (!g_cpu_clock && t->n > 1) return now();
+    if (g_pool || (!g_cpu_clock && t->n > 1)) return now();
     double mx = 0;
     for (int i = 0; i < t->n; i++) mx = t->cpu[i] > mx ? t->cpu[i] : mx;
     return mx;
@@ -154,6 +165,29 @@ static double membw(team *t, int reps, double *best) {
     return median(v, reps);
 }
 
+/* --paired: the floor over one 256 MiB window of the array (window w % 4), on the same threads
+ * as the kernels (the pool's, in 4 MiB chunks, with --pool) */
+#define WIN_BYTES (256u << 20)
+#define WIN_CHUNK (4u << 20)
+static void win_chunk(void *p, int64_t chunk, int ith) {
+    sum_ctx *c = p;
+    const uint64_t *a = c->a + (size_t)chunk * (WIN_CHUNK / 8);
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = 0; i < WIN_CHUNK / 8; i += 4) { s0 += a[i]; s1 += a[i + 1]; s2 += a[i + 2]; s3 += a[i + 3]; }
+    c->part[ith] += s0 + s1 + s2 + s3;
+}
+static double membw_window(team *t, int w) {
+    double fb;
+    if (!g_arr) membw(t, 1, &fb); /* allocates and fills the array */
+    sum_ctx c = {g_arr + (size_t)(w & 3) * (WIN_BYTES / 8), WIN_BYTES / 8, {0}};
+    const double t0 = team_clock(t);
+    if (g_pool) ggx_cpu_pool_run(g_pool, WIN_BYTES / WIN_CHUNK, win_chunk, &c);
+    else team_run(t, sum_fn, &c);
+    const double gbs = (double)WIN_BYTES / (team_clock(t) - t0) / 1e9;
+    if (c.part[0] == 42) printf(" ");
+    return gbs;
+}
+
 /* ---------------------------------------------------------------- matvec */
 typedef struct mv_ctx {
     enum ggx_type type;
@@ -167,6 +201,32 @@ static void mv_fn(void *p, int ith, int nth) {
     mv_ctx *c = p;
     const int64_t r0 = c->rows * ith / nth, r1 = c->rows * (ith + 1) / nth;
     ggx_cpu_qmatmul(c->type, c->w, c->cols, c->qx, c->n, c->y, c->rows, r0, r1);
+}
+
+/* --pool: the CPU backend's pool (spinning workers, chunks of weight rows claimed dynamically),
+ * as MUL_MAT runs a decode matvec. Chunk rows: --chunk-rows N, or 0 = the backend's rule
+ * (backends/cpu/cpu_ops.c wrows_per_chunk: >= 32 rows and ~256 KiB of weights; kept in step by
+ * hand). --chunk-rows 32,0 measures both, interleaved round by round (with --paired). */
+static int g_chunk_rows[8] = {0}, g_n_chunk = 1, g_chunk_cur = 0;
+static int64_t chunk_rows(const mv_ctx *c) {
+    const int r = g_chunk_rows[g_chunk_cur];
+    if (r > 0) return r;
+    const int64_t b = (int64_t)ggx_row_size(c->type, c->cols), k = ((256 << 10) + b - 1) / b;
+    return k > 32 ? (k + 15) & ~(int64_t)15 : 32;
+}
+static void mv_chunk(void *p, int64_t chunk, int ith) {
+    (void)ith;
+    mv_ctx *c = p;
+    const int64_t per = chunk_rows(c), r0 = chunk * per, r1 = r0 + per < c->rows ? r0 + per : c->rows;
+    ggx_cpu_qmatmul(c->type, c->w, c->cols, c->qx, c->n, c->y, c->rows, r0, r1);
+}
+static void mv_run(team *tm, mv_ctx *c) {
+    if (g_pool) {
+        const int64_t per = chunk_rows(c);
+        ggx_cpu_pool_run(g_pool, (c->rows + per - 1) / per, mv_chunk, c);
+    } else {
+        team_run(tm, mv_fn, c);
+    }
 }
 
 static float *random_f32(int64_t n, uint64_t seed) {
@@ -212,13 +272,45 @@ static void bench_matvec(team *tm, enum ggx_type t, int64_t rows, int64_t cols, 
     float *y = malloc(sizeof(float) * rows * n);
     ggx_cpu_qx_prepare(t, x, n, cols, qx);
     mv_ctx c = {t, NULL, rows, cols, n, qx, y};
-    for (int i = 0; i < m; i++) { c.w = mats[i]; team_run(tm, mv_fn, &c); } /* warm up, page in */
+    for (int i = 0; i < m; i++) { c.w = mats[i]; mv_run(tm, &c); } /* warm up, page in */
     double v[64];
     const int inner = g_rotate == 0 ? 50 : 1;
+    if (g_paired && g_rotate) {
+        /* alternate floor windows and kernel passes (each ~256 MiB, ~10 ms): the host's bandwidth
+         * drifts on a scale of seconds, so each pair sees about the same machine */
+        const int nv = g_pool ? g_n_chunk : 1;
+        double f[8][64], vv[8][64], ratio[8][64];
+        for (int r = 0; r < reps; r++)
+            for (int k = 0; k < nv; k++) {
+                const int vi = (k + r) % nv; /* rotate the order round by round */
+                g_chunk_cur = vi;
+                f[vi][r] = membw_window(tm, r * nv + k);
+                const double t0 = team_clock(tm);
+                for (int i = 0; i < m; i++) { c.w = mats[i]; mv_run(tm, &c); }
+                vv[vi][r] = (double)bytes * m / (team_clock(tm) - t0) / 1e9;
+                ratio[vi][r] = vv[vi][r] / f[vi][r];
+            }
+        for (int vi = 0; vi < nv; vi++) {
+            g_chunk_cur = vi;
+            char split[48] = "halves";
+            if (g_pool) snprintf(split, sizeof split, "pool, %lld-row chunks", (long long)chunk_rows(&c));
+            const double mv = median(vv[vi], reps), mf = median(f[vi], reps);
+            const double q1 = (qsort(ratio[vi], (size_t)reps, sizeof(double), cmp_d), ratio[vi][reps / 4]);
+            const double q3 = ratio[vi][(3 * reps) / 4], mr = median(ratio[vi], reps);
+            printf("matvec %-5s %6lldx%-5lld n=%lld  %6.1f MB x %2d mats | %s | paired x%d: kernel median %5.1f GB/s, "
+                   "floor median %5.1f GB/s | kernel/floor median %3.0f%% (quartiles %3.0f%%-%3.0f%%)\n",
+                   ggx_type_name(t), (long long)rows, (long long)cols, (long long)n, bytes / 1e6, m, split,
+                   reps, mv, mf, 100 * mr, 100 * q1, 100 * q3);
+        }
+        g_chunk_cur = 0;
+        for (int i = 0; i < m; i++) free(mats[i]);
+        free(mats); free(x); free(qx); free(y);
+        return;
+    }
     for (int r = 0; r < reps; r++) {
         const double t0 = team_clock(tm);
         for (int k = 0; k < inner; k++)
-            for (int i = 0; i < m; i++) { c.w = mats[i]; team_run(tm, mv_fn, &c); }
+            for (int i = 0; i < m; i++) { c.w = mats[i]; mv_run(tm, &c); }
         v[r] = (double)bytes * m * inner / (team_clock(tm) - t0) / 1e9;
     }
     double best = 0;
@@ -329,7 +421,7 @@ static void bench_gemm_int8(team *tm, enum ggx_type t, int64_t rows, int64_t col
 }
 
 int main(int argc, char **argv) {
-    int nth = 2, reps = 5, gemm = 1, matvec = 1, in_cache = 0, ntok = 1, level = -1;
+    int nth = 2, pool = 0, reps = 5, gemm = 1, matvec = 1, in_cache = 0, ntok = 1, level = -1;
     int64_t tile = 256;
     const char *types = "q8_0,q4_0,q4_x";
     for (int i = 1; i < argc; i++) {
@@ -343,8 +435,16 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--tile") && i + 1 < argc) tile = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--level") && i + 1 < argc) level = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--cpu-time")) g_cpu_clock = 1;
+        else if (!strcmp(argv[i], "--pool")) pool = 1;
+        else if (!strcmp(argv[i], "--paired")) g_paired = 1;
+        else if (!strcmp(argv[i], "--chunk-rows") && i + 1 < argc) {
+            g_n_chunk = 0;
+            for (char *tok = strtok(argv[++i], ","); tok && g_n_chunk < 8; tok = strtok(NULL, ","))
+                g_chunk_rows[g_n_chunk++] = atoi(tok);
+            if (!g_n_chunk) g_n_chunk = 1;
+        }
         else {
-            fprintf(stderr, "usage: bench_quant [--threads N] [--reps N] [--types a,b] [--no-gemm] [--no-matvec] [--in-cache] [--n TOKENS] [--tile ROWS] [--level 0|1|2] [--cpu-time]\n");
+            fprintf(stderr, "usage: bench_quant [--threads N] [--reps N] [--types a,b] [--no-gemm] [--no-matvec] [--in-cache] [--n TOKENS] [--tile ROWS] [--level 0|1|2] [--cpu-time] [--pool [--chunk-rows N,...]] [--paired]\n");
             return 2;
         }
     }
@@ -352,10 +452,15 @@ int main(int argc, char **argv) {
     openblas_set_num_threads(1); /* our threads split the rows; sgemm runs inside each */
     team tm;
     team_init(&tm, nth);
+    if (pool) {
+        if (ggx_cpu_pool_create(nth, &g_pool) != GGX_OK) { fprintf(stderr, "pool: %s\n", ggx_last_error()); return 1; }
+        g_cpu_clock = 0; /* the pool's threads are not timed per thread: wall time */
+    }
     level = ggx_cpu_quant_set_level(level); /* -1: the best this CPU has */
     printf("bench_quant: %d threads, kernel level %d (2 = AVX-512 VNNI, 1 = AVX2, 0 = scalar), "
-           "weights streamed from DRAM unless --in-cache, timed by %s\n", nth, level,
-           g_cpu_clock || nth == 1 ? "the largest per-thread CPU time" : "wall time");
+           "weights streamed from DRAM unless --in-cache, timed by %s, rows split %s\n", nth, level,
+           !g_pool && (g_cpu_clock || nth == 1) ? "the largest per-thread CPU time" : "wall time",
+           g_pool ? "by the backend's pool (spinning workers)" : "in halves (pthread barrier)");
     double fbest;
     const double floor_gbs = membw(&tm, reps, &fbest);
     printf("memory read floor (sum over 1 GiB, %d threads): median %.1f GB/s, best %.1f GB/s\n", nth,
@@ -379,7 +484,7 @@ int main(int argc, char **argv) {
             for (int s = 0; s < 2; s++) {
                 /* the floor right before each measurement (the first one: the run's floor) */
                 double fb, f = floor_gbs;
-                if (!in_cache && !first) f = membw(&tm, 3, &fb);
+                if (!in_cache && !first && !g_paired) f = membw(&tm, 3, &fb);
                 first = 0;
                 bench_matvec(&tm, (enum ggx_type)t, shapes[s][0], shapes[s][1], ntok, f, reps);
             }
@@ -396,5 +501,6 @@ int main(int argc, char **argv) {
         }
     }
     team_free(&tm);
+    if (g_pool) ggx_cpu_pool_free(g_pool);
     return 0;
 }
