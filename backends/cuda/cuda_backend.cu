@@ -73,6 +73,10 @@ struct Ctx {
     /* GGX_CUDA_PROFILE=1: eager runs with an event between node groups; time per op kind
      * (MUL_MAT split into matvec [0] and GEMM [1]) printed to stderr by free */
     int fuse;    /* GGX_CUDA_FUSE=0 turns the decode fusions off */
+    /* RMS_NORM results never materialized in this run: their MUL_MAT consumers normalize x
+     * while staging it (fusion_rms_virtual) */
+    struct { const ggx_tensor *t; const float *x, *w; float eps; } vrms[64];
+    int n_vrms;
     int chunkwise; /* GGX_CUDA_CHUNKWISE=0: mLSTM prefill token by token only */
     void *mlstm_scratch;
     size_t mlstm_scratch_size;
@@ -442,14 +446,77 @@ bool fusion_add_rms(const ggx_graph *g, int k, bool on) {
            (n->data == a->data || !overlap(n, a));
 }
 
+/* Decode fusions that need the matvec kernels' norm modes (ggx_cuda_mv_ex), for at most
+ * GGX_CUDA_MV_FUSE_MAX_TOKENS tokens: a layer's step then runs as 6 launches (q/k/v/o with the
+ * RMS norm, the two gates with it, mLSTM, out_proj with head norm + output gate + residual,
+ * up/gate with the RMS norm, down with SwiGLU + residual) instead of 10. */
+bool few_tokens(const ggx_tensor *n) { return t_rows(n) <= GGX_CUDA_MV_FUSE_MAX_TOKENS; }
+
+/* RMS_NORM k is left virtual when every consumer is a matvec over it and its input x is not
+ * overwritten before the last of them runs */
+bool fusion_rms_virtual(const Ctx *c, const ggx_graph *g, int k) {
+    const ggx_tensor *n = g->nodes[k], *x = n->src[0];
+    if (!c->fuse || n->op != GGX_OP_RMS_NORM || (n->flags & GGX_TF_OUTPUT) || !few_tokens(n) ||
+        t_cols(n) % 4 || t_nel(n->src[1]) != t_cols(n) || c->n_vrms >= (int)(sizeof c->vrms / sizeof c->vrms[0]))
+        return false;
+    int last = -1;
+    for (int j = k + 1; j < g->n_nodes; j++) {
+        const ggx_tensor *m = g->nodes[j];
+        bool reads = false;
+        for (int q = 0; q < GGX_MAX_SRC; q++) reads |= m->src[q] == n;
+        if (!reads) continue;
+        if (m->op != GGX_OP_MUL_MAT || m->src[0] == n || !use_mv(m)) return false;
+        last = j;
+    }
+    if (last < 0) return false;
+    for (int j = k + 1; j <= last; j++)
+        if (overlap(g->nodes[j], x)) return false;
+    return true;
+}
+int find_vrms(const Ctx *c, const ggx_tensor *t) {
+    for (int i = 0; i < c->n_vrms; i++)
+        if (c->vrms[i].t == t) return i;
+    return -1;
+}
+
+/* HEAD_NORM k+1 of the MLSTM k's output alone: the mLSTM kernel's last block of each head
+ * normalizes it (decode: the recurrent kernel runs every token) */
+bool fusion_mlstm_head_norm(const Ctx *c, const ggx_graph *g, int k, int dv) {
+    const ggx_tensor *n = g->nodes[k];
+    if (!c->fuse || k + 1 >= g->n_nodes || !few_tokens(n)) return false;
+    const ggx_tensor *hn = g->nodes[k + 1];
+    if (hn->op != GGX_OP_HEAD_NORM || hn->src[0] != n || !private_to(g, n, hn) ||
+        hn->i[0] != n->i[1] || t_cols(hn) != (int64_t)n->i[1] * dv || overlap(hn, n))
+        return false;
+    for (int q = 0; q < 5; q++)
+        if (overlap(hn, n->src[q])) return false;
+    return true;
+}
+
+/* ADD j consumes the product mm (and nothing else does): the matvec adds the other operand;
+ * its output must not overlap what the launch reads (ins), except the operand it replaces */
+bool fusion_residual(const Ctx *c, const ggx_graph *g, int j, const ggx_tensor *mm,
+                     const ggx_tensor *const *ins, int n_ins) {
+    if (!c->fuse || j >= g->n_nodes || !few_tokens(mm)) return false;
+    const ggx_tensor *ad = g->nodes[j];
+    if (ad->op != GGX_OP_ADD || (ad->src[0] == mm) == (ad->src[1] == mm) || !private_to(g, mm, ad))
+        return false;
+    const ggx_tensor *other = ad->src[0] == mm ? ad->src[1] : ad->src[0];
+    if (t_nel(other) != t_nel(mm) || (ad->data != other->data && overlap(ad, other))) return false;
+    for (int q = 0; q < n_ins; q++)
+        if (ins[q] && overlap(ad, ins[q])) return false;
+    return true;
+}
+
 ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
     ggx_tensor *n = g->nodes[k];
     cudaStream_t s = c->stream;
     *consumed = 1;
     if ((n->op == GGX_OP_SWIGLU || n->op == GGX_OP_SIGMOID_MUL) && fusion_xform(g, k, c->fuse)) {
         const ggx_tensor *m = g->nodes[k + 1];
-        ggx_cuda_mv_mat mat = {m->src[0]->data, f32p(m), (int)t_rows(m->src[0]), 0, 0.0f, nullptr};
+        ggx_cuda_mv_mat mat = {m->src[0]->data, f32p(m), (int)t_rows(m->src[0]), 0, 0.0f, nullptr, nullptr};
         int used = 2;
+        const ggx_tensor *ins[2] = {n->src[0], n->src[1]};
         if (fusion_softcap(g, k + 2, m, c->fuse)) {
             const ggx_tensor *sc = g->nodes[k + 2];
             mat.y = f32p(sc);
@@ -457,11 +524,30 @@ ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
             mat.cap = sc->f[0];
             mat.bias = sc->src[1] ? f32p(sc->src[1]) : nullptr;
             used = 3;
+        } else if (fusion_residual(c, g, k + 2, m, ins, 2)) {
+            const ggx_tensor *ad = g->nodes[k + 2];
+            mat.y = f32p(ad);
+            mat.res = f32p(ad->src[0] == m ? ad->src[1] : ad->src[0]);
+            used = 3;
         }
         *consumed = used;
-        GGX_CU_TRY(ggx_cuda_mv(s, m->src[0]->type, &mat, 1, f32p(n->src[0]), f32p(n->src[1]),
-                               n->op == GGX_OP_SWIGLU ? GGX_CUDA_X_SWIGLU : GGX_CUDA_X_SIGMOID_MUL,
-                               (int)t_cols(m->src[0]), (int)t_rows(m->src[1])), "fused mul_mat");
+        const ggx_cuda_mv_x xs = {f32p(n->src[0]), f32p(n->src[1]), nullptr,
+                                  n->op == GGX_OP_SWIGLU ? GGX_CUDA_X_SWIGLU : GGX_CUDA_X_SIGMOID_MUL, 0.0f};
+        if (mat.res)
+            GGX_CU_TRY(ggx_cuda_mv_ex(s, m->src[0]->type, &mat, 1, &xs, (int)t_cols(m->src[0]),
+                                      (int)t_rows(m->src[1])), "fused mul_mat + add");
+        else
+            GGX_CU_TRY(ggx_cuda_mv(s, m->src[0]->type, &mat, 1, xs.a, xs.b, xs.mode,
+                                   (int)t_cols(m->src[0]), (int)t_rows(m->src[1])), "fused mul_mat");
+        return GGX_OK;
+    }
+    if (n->op == GGX_OP_RMS_NORM && fusion_rms_virtual(c, g, k)) {
+        /* nothing to launch: the consuming matvecs normalize x themselves */
+        c->vrms[c->n_vrms].t = n;
+        c->vrms[c->n_vrms].x = f32p(n->src[0]);
+        c->vrms[c->n_vrms].w = f32p(n->src[1]);
+        c->vrms[c->n_vrms].eps = n->f[0];
+        c->n_vrms++;
         return GGX_OK;
     }
     if (n->op == GGX_OP_ADD && fusion_add_rms(g, k, c->fuse)) {
@@ -483,44 +569,71 @@ ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
         return GGX_OK;
     case GGX_OP_MUL_MAT: {
         if (!use_mv(n)) return run_gemm(c, n);
-        /* group the following MUL_MATs over the same input and weight type into one launch */
-        ggx_cuda_mv_mat mats[GGX_CUDA_MV_MAX_MATS];
-        int nm = 0;
-        while (k + nm < g->n_nodes && nm < GGX_CUDA_MV_MAX_MATS) {
-            const ggx_tensor *m = g->nodes[k + nm];
-            if (m->op != GGX_OP_MUL_MAT || m->src[1]->data != n->src[1]->data ||
-                m->src[0]->type != n->src[0]->type || t_cols(m->src[0]) != t_cols(n->src[0]) ||
-                t_rows(m->src[1]) != t_rows(n->src[1]) || !use_mv(m))
-                break;
-            mats[nm].w = m->src[0]->data;
-            mats[nm].y = f32p(m);
-            mats[nm].rows = (int)t_rows(m->src[0]);
-            mats[nm].epi = 0;
-            mats[nm].cap = 0.0f;
-            mats[nm].bias = nullptr;
-            nm++;
+        /* x: the input, or the input of a virtual RMS_NORM (normalized while staged) */
+        const int vr = find_vrms(c, n->src[1]);
+        ggx_cuda_mv_x xs = {f32p(n->src[1]), nullptr, nullptr, GGX_CUDA_X_PLAIN, 0.0f};
+        const ggx_tensor *xin = n->src[1];
+        if (vr >= 0) {
+            xs.a = c->vrms[vr].x;
+            xs.c = c->vrms[vr].w;
+            xs.mode = GGX_CUDA_X_RMS_NORM;
+            xs.eps = c->vrms[vr].eps;
+            xin = c->vrms[vr].t->src[0];
         }
-        /* SOFT_CAPs right after the group, each of one group member: epilogues */
-        int used = nm;
-        while (k + used < g->n_nodes && g->nodes[k + used]->op == GGX_OP_SOFT_CAP) {
-            const ggx_tensor *sc = g->nodes[k + used];
+        /* group the following MUL_MATs over the same input and weight type into one launch,
+         * with the SOFT_CAPs among them that each consume one member as epilogues (the gates:
+         * mul_mat, soft_cap, mul_mat, soft_cap) */
+        ggx_cuda_mv_mat mats[GGX_CUDA_MV_MAX_MATS];
+        int nm = 0, used = 0;
+        const ggx_tensor *members[GGX_CUDA_MV_MAX_MATS], *caps[GGX_CUDA_MV_MAX_MATS];
+        int n_caps = 0;
+        while (k + used < g->n_nodes) {
+            const ggx_tensor *m = g->nodes[k + used];
+            if (m->op == GGX_OP_MUL_MAT) {
+                if (nm >= GGX_CUDA_MV_MAX_MATS || m->src[1]->data != n->src[1]->data ||
+                    m->src[0]->type != n->src[0]->type || t_cols(m->src[0]) != t_cols(n->src[0]) ||
+                    t_rows(m->src[1]) != t_rows(n->src[1]) || !use_mv(m))
+                    break;
+                bool clash = false; /* it must not write where a folded soft cap writes */
+                for (int q = 0; q < n_caps; q++) clash |= overlap(m, caps[q]);
+                if (clash) break;
+                members[nm] = m;
+                mats[nm] = {m->src[0]->data, f32p(m), (int)t_rows(m->src[0]), 0, 0.0f, nullptr, nullptr};
+                nm++;
+                used++;
+                continue;
+            }
+            if (m->op != GGX_OP_SOFT_CAP) break;
             int gi = -1;
             for (int q = 0; q < nm; q++)
-                if (sc->src[0] == g->nodes[k + q] && !mats[q].epi) gi = q;
-            if (gi < 0 || !fusion_softcap(g, k + used, g->nodes[k + gi], c->fuse)) break;
+                if (m->src[0] == members[q] && !mats[q].epi) gi = q;
+            if (gi < 0 || !fusion_softcap(g, k + used, members[gi], c->fuse) || overlap(m, xin)) break;
             bool clash = false; /* its output must not be another member's input or output */
-            for (int q = 0; q < nm; q++) clash |= q != gi && overlap(sc, g->nodes[k + q]);
+            for (int q = 0; q < nm; q++) clash |= q != gi && overlap(m, members[q]);
             if (clash) break;
-            mats[gi].y = f32p(sc);
+            mats[gi].y = f32p(m);
             mats[gi].epi = 1;
-            mats[gi].cap = sc->f[0];
-            mats[gi].bias = sc->src[1] ? f32p(sc->src[1]) : nullptr;
+            mats[gi].cap = m->f[0];
+            mats[gi].bias = m->src[1] ? f32p(m->src[1]) : nullptr;
+            caps[n_caps++] = m;
             used++;
         }
+        if (nm == 1 && !mats[0].epi) {
+            const ggx_tensor *ins[1] = {xin};
+            if (fusion_residual(c, g, k + used, n, ins, 1)) {
+                const ggx_tensor *ad = g->nodes[k + used];
+                mats[0].y = f32p(ad);
+                mats[0].res = f32p(ad->src[0] == n ? ad->src[1] : ad->src[0]);
+                used++;
+            }
+        }
         *consumed = used;
-        GGX_CU_TRY(ggx_cuda_mv(s, n->src[0]->type, mats, nm, f32p(n->src[1]), nullptr,
-                               GGX_CUDA_X_PLAIN, (int)t_cols(n->src[0]), (int)t_rows(n->src[1])),
-                   "mul_mat");
+        if (xs.mode != GGX_CUDA_X_PLAIN || mats[0].res)
+            GGX_CU_TRY(ggx_cuda_mv_ex(s, n->src[0]->type, mats, nm, &xs, (int)t_cols(n->src[0]),
+                                      (int)t_rows(n->src[1])), "mul_mat (fused)");
+        else
+            GGX_CU_TRY(ggx_cuda_mv(s, n->src[0]->type, mats, nm, xs.a, nullptr, GGX_CUDA_X_PLAIN,
+                                   (int)t_cols(n->src[0]), (int)t_rows(n->src[1])), "mul_mat");
         return GGX_OK;
     }
     case GGX_OP_ADD:
@@ -572,7 +685,17 @@ ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
         a.total_tokens = (int)t_rows(n->src[0]);
         a.chunk = 0;
         a.scratch = nullptr;
-        if (c->chunkwise && n->i[4] > 0 &&
+        a.hn = nullptr;
+        a.hn_w = nullptr;
+        a.hn_eps = 0.0f;
+        if (fusion_mlstm_head_norm(c, g, k, a.dv)) {
+            const ggx_tensor *hn = g->nodes[k + 1];
+            a.hn = f32p(hn);
+            a.hn_w = f32p(hn->src[1]);
+            a.hn_eps = hn->f[0];
+            *consumed = 2;
+        }
+        if (!a.hn && c->chunkwise && n->i[4] > 0 &&
             ggx_cuda_mlstm_scratch_floats(a.n_seqs, a.max_len, a.total_tokens, a.nh, a.dqk, a.dv, n->i[4]) &&
             c->mlstm_scratch_size >= sizeof(float) * ggx_cuda_mlstm_scratch_floats(a.n_seqs, a.max_len,
                                                        a.total_tokens, a.nh, a.dqk, a.dv, n->i[4])) {
@@ -627,6 +750,7 @@ ggx_status run_nodes_profiled(Ctx *c, ggx_graph *g) {
 }
 
 ggx_status run_nodes(Ctx *c, ggx_graph *g) {
+    c->n_vrms = 0;
     if (c->profile) return run_nodes_profiled(c, g);
     for (int k = 0; k < g->n_nodes;) {
         int used = 1;
@@ -644,8 +768,13 @@ uint64_t fnv(uint64_t h, const void *p, size_t n) {
 }
 
 /* everything a captured graph bakes in: ops, types, shapes, buffers, parameters, batch layout */
-uint64_t graph_key(const ggx_graph *g) {
+/* What decides the launches a graph records: its nodes (ops, shapes, buffers, parameters,
+ * flags: OUTPUT blocks fusions), the batch layout and the process-wide kernel switches (a
+ * test may flip the int8-activation mode between two graphs that reuse the same buffers). */
+uint64_t graph_key(const Ctx *c, const ggx_graph *g) {
     uint64_t h = 0xcbf29ce484222325ull;
+    const int modes[3] = {ggx_cuda_mv_int8_mode(), c->fuse, c->chunkwise};
+    h = fnv(h, modes, sizeof modes);
     h = fnv(h, &g->n_nodes, sizeof g->n_nodes);
     for (int k = 0; k < g->n_nodes; k++) {
         const ggx_tensor *n = g->nodes[k];
@@ -655,6 +784,7 @@ uint64_t graph_key(const ggx_graph *g) {
         h = fnv(h, &n->data, sizeof n->data);
         h = fnv(h, n->i, sizeof n->i);
         h = fnv(h, n->f, sizeof n->f);
+        h = fnv(h, &n->flags, sizeof n->flags);
         for (int s = 0; s < GGX_MAX_SRC; s++) {
             const ggx_tensor *src = n->src[s];
             if (!src) continue;
@@ -785,7 +915,7 @@ ggx_status be_graph_compute(ggx_backend *be, ggx_graph *g) {
     }
 
     if (!c->graphs_on || c->profile) return run_nodes(c, g);
-    const uint64_t key = graph_key(g);
+    const uint64_t key = graph_key(c, g);
     GraphEntry *e = nullptr, *victim = &c->cache[0];
     for (int i = 0; i < GRAPH_CACHE; i++) {
         if (c->cache[i].seen && c->cache[i].key == key) e = &c->cache[i];
@@ -908,7 +1038,7 @@ extern "C" ggx_status ggx_backend_cuda_init(const ggx_backend_params *p, ggx_bac
     c->profile = (env = getenv("GGX_CUDA_PROFILE")) && env[0] == '1';
     c->fuse = !((env = getenv("GGX_CUDA_FUSE")) && env[0] == '0');
     c->chunkwise = !((env = getenv("GGX_CUDA_CHUNKWISE")) && env[0] == '0');
-    if ((env = getenv("GGX_CUDA_INT8_X"))) ggx_cuda_mv_set_int8_x(env[0] != '0');
+    if ((env = getenv("GGX_CUDA_INT8_X"))) ggx_cuda_mv_set_int8_x(atoi(env));
     if ((env = getenv("GGX_CUDA_MV_MAX")) && atoi(env) >= 0) g_mv_max_tokens = atoi(env);
     cudaDeviceProp prop;
     ggx_status st = GGX_OK;
@@ -976,8 +1106,8 @@ extern "C" ggx_status ggx_cuda_fill_random(ggx_backend *be, void *dev, enum ggx_
 
 extern "C" void ggx_cuda_set_graphs(ggx_backend *be, int on) { ctx_of(be)->graphs_on = on; }
 
-extern "C" void ggx_cuda_set_int8_activations(int on) { ggx_cuda_mv_set_int8_x(on != 0); }
-extern "C" int ggx_cuda_int8_activations(void) { return ggx_cuda_mv_int8_x(); }
+extern "C" void ggx_cuda_set_int8_activations(int mode) { ggx_cuda_mv_set_int8_x(mode); }
+extern "C" int ggx_cuda_int8_activations(void) { return ggx_cuda_mv_int8_mode(); }
 
 extern "C" ggx_status ggx_cuda_mem_info(ggx_backend *be, size_t *free_b, size_t *total_b, size_t *peak_b) {
     Ctx *c = ctx_of(be);

@@ -111,23 +111,48 @@ typedef struct ggx_cuda_mv_mat {
     int epi;
     float cap;
     const float *bias;
+    /* fused residual add (an ADD that consumes this product): y = product + res, res [n_tok,
+     * rows] (may be y itself); NULL: none. Only ggx_cuda_mv_ex's matvec kernels apply it. */
+    const float *res;
 } ggx_cuda_mv_mat;
 
 /* The input transform fused into the matvec (an elementwise op whose only consumer is it). */
-enum { GGX_CUDA_X_PLAIN = 0, GGX_CUDA_X_SWIGLU = 1, GGX_CUDA_X_SIGMOID_MUL = 2 };
+enum {
+    GGX_CUDA_X_PLAIN = 0,
+    GGX_CUDA_X_SWIGLU = 1,      /* x = silu(a) * b */
+    GGX_CUDA_X_SIGMOID_MUL = 2, /* x = sigmoid(a) * b */
+    GGX_CUDA_X_RMS_NORM = 3     /* x = a / sqrt(mean(a^2) + eps) * c  (c: weight [cols]) */
+};
+/* The activations of a matvec launch (ggx_cuda_mv_ex): a, b [n_tok, cols], c [cols] as the
+ * mode needs them. RMS_NORM stages a * c and scales each product by the row's 1/rms at the
+ * end (every block sums the squares of the part of the row it stages; split-K blocks combine
+ * theirs), so it costs no extra pass over x. */
+typedef struct ggx_cuda_mv_x {
+    const float *a, *b, *c;
+    int mode;
+    float eps;
+} ggx_cuda_mv_x;
+#define GGX_CUDA_MV_FUSE_MAX_TOKENS 2
 
 /* y_k[t, r] = dot(W_k[r, :], x[t, :]) for every matrix k, t < n_tok, r < rows_k, where
  * x = xa (PLAIN), silu(xa) * xb (SWIGLU) or sigmoid(xa) * xb (SIGMOID_MUL). */
 cudaError_t ggx_cuda_mv(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *mats, int n_mats,
                         const float *xa, const float *xb, int xmode, int cols, int n_tok);
+/* The same with the norm modes and residual epilogues (the matvec kernels only: never mmq). */
+cudaError_t ggx_cuda_mv_ex(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *mats, int n_mats,
+                           const ggx_cuda_mv_x *x, int cols, int n_tok);
 /* x = a + b (b: same shape, or [cols] broadcast when bcols) and y = rms_norm(x) * w, per row. */
 cudaError_t ggx_cuda_add_rms_norm(cudaStream_t s, const float *a, const float *b, int64_t bcols,
                                   float *x, const float *w, float *y, int64_t rows, int64_t cols,
                                   float eps);
 /* Scratch for split-K launches (once per process; the device of the first backend). */
 cudaError_t ggx_cuda_mv_init(void);
-/* q8_0/q4_0 matvecs with int8 activations (dp4a; default) or f32 activations (exact). */
-void ggx_cuda_mv_set_int8_x(bool on);
+/* q8_0/q4_0 matvecs with int8 activations: 0 never (exact f32 path), 1 always, 2 (default)
+ * for 1-2 tokens */
+void ggx_cuda_mv_set_int8_x(int mode);
+int ggx_cuda_mv_int8_mode(void);
+/* int8 activations for every token count (mode 1): the other small-batch paths (mmq) may then
+ * trade exactness for speed too; otherwise they stay exact */
 bool ggx_cuda_mv_int8_x(void);
 /* Whether the mv kernels handle this type / column count (else the GEMM path is used). */
 bool ggx_cuda_mv_supported(enum ggx_type t, int64_t cols);
@@ -175,6 +200,11 @@ typedef struct ggx_cuda_mlstm_args {
     int chunk;
     int total_tokens;   /* T */
     float *scratch;     /* ggx_cuda_mlstm_scratch_floats() floats */
+    /* fused HEAD_NORM (recurrent kernel only, i.e. chunk == 0 or every sequence shorter than a
+     * chunk): hn [T, NH*DV] = LayerNorm per head of h (no bias) * hn_w [NH*DV]; NULL: none */
+    float *hn;
+    const float *hn_w;
+    float hn_eps;
 } ggx_cuda_mlstm_args;
 /* Token-by-token recurrence (xlstm-spec §4) for every sequence; state updated in place. */
 cudaError_t ggx_cuda_mlstm_recurrent(cudaStream_t s, const ggx_cuda_mlstm_args *a);

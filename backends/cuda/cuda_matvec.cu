@@ -31,14 +31,17 @@ struct MvLaunch {
     const float *bias[GGX_CUDA_MV_MAX_MATS];
     int row_start[GGX_CUDA_MV_MAX_MATS]; /* launch-wide row numbering (split-K partials) */
     int n_mats;
-    const float *x, *xb;
+    const float *x, *xb, *xc;
     int xmode;
+    float eps;   /* norm modes */
+    const float *res[GGX_CUDA_MV_MAX_MATS]; /* residual epilogue (or NULL) */
     /* split-K (gridDim.y = splits > 1): each split covers chunks [y*cps, (y+1)*cps); partial sums
      * go to part [splits][8][total_rows]; the last split block of a row block adds them in a
      * fixed order (deterministic) and writes y */
     int cps;
     int total_rows;
     float *part;
+    float *part_ss; /* RMS_NORM: [splits][8][row blocks] sums of squares of x */
     int *counters;
     int cols;
     int n_tok;
@@ -128,11 +131,63 @@ __device__ __forceinline__ float xform(int mode, float a, float b) {
     return mode == GGX_CUDA_X_SWIGLU ? a * sg * b : sg * b;
 }
 
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* x[t, e .. e+3] as staged (e a multiple of 4). RMS_NORM stages x * w and adds x^2 to ss[t]:
+ * W (x * inv * w) = inv * (W (x * w)), so the block needs no statistics before it can stage;
+ * mv_finish multiplies by inv = 1/sqrt(sum x^2 / cols + eps) once the sums over the whole row
+ * are known (this block's, or every split's). */
+template <int NT>
+__device__ __forceinline__ float4 mv_x4(const MvLaunch &a, int t, int e, float (&ss)[NT]) {
+    const size_t off = (size_t)t * a.cols + e;
+    float4 v = __ldg(reinterpret_cast<const float4 *>(a.x + off));
+    if (a.xmode == GGX_CUDA_X_PLAIN) return v;
+    if (a.xmode == GGX_CUDA_X_RMS_NORM) {
+        const float sq = (v.x * v.x + v.y * v.y) + (v.z * v.z + v.w * v.w);
+#pragma unroll
+        for (int u = 0; u < NT; u++)
+            if (u == t) ss[u] += sq;
+        const float4 w = __ldg(reinterpret_cast<const float4 *>(a.xc + e));
+        return make_float4(v.x * w.x, v.y * w.y, v.z * w.z, v.w * w.w);
+    }
+    const float4 b = __ldg(reinterpret_cast<const float4 *>(a.xb + off));
+    v.x = xform(a.xmode, v.x, b.x);
+    v.y = xform(a.xmode, v.y, b.y);
+    v.z = xform(a.xmode, v.z, b.z);
+    v.w = xform(a.xmode, v.w, b.w);
+    return v;
+}
+
+/* RMS_NORM: the block's sums of squares (every thread gets them; one barrier) */
+template <int NT>
+__device__ __forceinline__ void mv_block_ss(const MvLaunch &a, float (&ss)[NT]) {
+    if (a.xmode != GGX_CUDA_X_RMS_NORM) return;
+    __shared__ float red[32][NT];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        const float v = warp_sum(ss[t]);
+        if (lane == 0) red[warp][t] = v;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        float v = 0.0f;
+        for (int w = 0; w < nw; w++) v += red[w][t];
+        ss[t] = v;
+    }
+}
+
 /* split-K reduction, epilogue and store of a warp's RPW rows x NT tokens */
 template <int MV_RPW, int NT>
 __device__ __forceinline__ void mv_finish(const MvLaunch &a, float (&acc)[MV_RPW][NT],
                                           const bool (&rv)[MV_RPW], int mi, int row0, int rows,
-                                          int lane) {
+                                          int lane, float (&ss)[NT]) {
+    mv_block_ss<NT>(a, ss);
 #pragma unroll
     for (int r = 0; r < MV_RPW; r++)
 #pragma unroll
@@ -149,6 +204,10 @@ __device__ __forceinline__ void mv_finish(const MvLaunch &a, float (&acc)[MV_RPW
             for (int t = 0; t < NT; t++)
                 if (lane == r * NT + t && rv[r] && t < a.n_tok)
                     a.part[((size_t)blockIdx.y * 8 + t) * a.total_rows + grow + r] = acc[r][t];
+        if (a.xmode == GGX_CUDA_X_RMS_NORM && threadIdx.x < NT)
+#pragma unroll
+            for (int t = 0; t < NT; t++)
+                if (t == (int)threadIdx.x) a.part_ss[((size_t)blockIdx.y * 8 + t) * gridDim.x + blockIdx.x] = ss[t];
         __threadfence();
         __syncthreads();
         if (threadIdx.x == 0) last = atomicAdd(&a.counters[blockIdx.x], 1) == (int)gridDim.y - 1;
@@ -165,25 +224,39 @@ __device__ __forceinline__ void mv_finish(const MvLaunch &a, float (&acc)[MV_RPW
                         v += __ldcg(&a.part[((size_t)y * 8 + t) * a.total_rows + grow + r]);
                     acc[r][t] = v;
                 }
+        if (a.xmode == GGX_CUDA_X_RMS_NORM)
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                float v = 0.0f;
+                for (int y = 0; y < (int)gridDim.y; y++)
+                    v += __ldcg(&a.part_ss[((size_t)y * 8 + t) * gridDim.x + blockIdx.x]);
+                ss[t] = v;
+            }
         if (threadIdx.x == 0) a.counters[blockIdx.x] = 0;
     }
+    float inv[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++)
+        inv[t] = a.xmode == GGX_CUDA_X_RMS_NORM ? 1.0f / sqrtf(ss[t] / (float)a.cols + a.eps) : 1.0f;
 #pragma unroll
     for (int r = 0; r < MV_RPW; r++)
 #pragma unroll
         for (int t = 0; t < NT; t++)
             if (lane == r * NT + t && rv[r] && t < a.n_tok) {
-                float v = acc[r][t];
+                float v = acc[r][t] * inv[t];
                 if (a.epi[mi]) {
                     const float c = a.cap[mi];
                     v += a.bias[mi] ? a.bias[mi][row0 + r] : 0.0f;
                     if (c > 0.0f) v = c * tanhf(v / c);
                 }
+                if (a.res[mi]) v += a.res[mi][(size_t)t * rows + row0 + r];
                 a.y[mi][(size_t)t * rows + row0 + r] = v;
             }
 }
 
 template <int T, int NT>
-__global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(const MvLaunch a) {
+__global__ void __launch_bounds__(MV_WARPS * 32, NT > 2 ? 2 : (T == GGX_TYPE_Q8_0 || T == GGX_TYPE_Q4_0) ? 3 : 4)
+    mv_kernel(const MvLaunch a) {
     constexpr int MV_RPW = mv_rpw(NT);
     constexpr int MV_ROWS_PER_BLOCK = MV_WARPS * MV_RPW;
     constexpr int W = Tr<T>::W;
@@ -209,11 +282,13 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(const MvLaunch a) {
     const uint8_t *sc = QUANT ? w + ggx_cuda_qs_bytes((enum ggx_type)T, rows, cols) : nullptr;
     const int64_t blocks_per_row = cols / 32;
 
-    float acc[MV_RPW][NT];
+    float acc[MV_RPW][NT], ss[NT];
 #pragma unroll
     for (int r = 0; r < MV_RPW; r++)
 #pragma unroll
         for (int t = 0; t < NT; t++) acc[r][t] = 0.0f;
+#pragma unroll
+    for (int t = 0; t < NT; t++) ss[t] = 0.0f;
     bool rv[MV_RPW];
 #pragma unroll
     for (int r = 0; r < MV_RPW; r++) rv[r] = row0 + r < rows;
@@ -244,16 +319,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(const MvLaunch a) {
         for (int i = threadIdx.x; i < NT * (TE / 4); i += MV_WARPS * 32) {
             const int t = i / (TE / 4), f4 = i % (TE / 4), e = tb + 4 * f4;
             float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            if (t < a.n_tok && e < k_end) {
-                v = __ldg(reinterpret_cast<const float4 *>(a.x + (size_t)t * cols + e));
-                if (a.xmode != GGX_CUDA_X_PLAIN) {
-                    const float4 b = __ldg(reinterpret_cast<const float4 *>(a.xb + (size_t)t * cols + e));
-                    v.x = xform(a.xmode, v.x, b.x);
-                    v.y = xform(a.xmode, v.y, b.y);
-                    v.z = xform(a.xmode, v.z, b.z);
-                    v.w = xform(a.xmode, v.w, b.w);
-                }
-            }
+            if (t < a.n_tok && e < k_end) v = mv_x4<NT>(a, t, e, ss);
             xs[t][swz(f4)] = v;
         }
         __syncthreads();
@@ -294,7 +360,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(const MvLaunch a) {
         }
     }
     ggx_pdl_wait(); /* (no-op after the first tile's; split-K scratch is shared state) */
-    mv_finish<MV_RPW, NT>(a, acc, rv, mi, row0, rows, lane);
+    mv_finish<MV_RPW, NT>(a, acc, rv, mi, row0, rows, lane, ss);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -315,19 +381,6 @@ constexpr int MVQ_WARPS = 8;
 __host__ __device__ constexpr int mvq_rpw(int nt) { return nt <= 2 ? 4 : 2; }
 constexpr int MVQ_SMEM_MAX = 46 * 1024; /* dynamic shared memory per block, under the 48 KB default */
 
-/* x[t, e .. e+3], transformed (fused SWIGLU / SIGMOID_MUL) */
-__device__ __forceinline__ float4 load_x4(const MvLaunch &a, size_t off) {
-    float4 f = __ldg(reinterpret_cast<const float4 *>(a.x + off));
-    if (a.xmode != GGX_CUDA_X_PLAIN) {
-        const float4 g = __ldg(reinterpret_cast<const float4 *>(a.xb + off));
-        f.x = xform(a.xmode, f.x, g.x);
-        f.y = xform(a.xmode, f.y, g.y);
-        f.z = xform(a.xmode, f.z, g.z);
-        f.w = xform(a.xmode, f.w, g.w);
-    }
-    return f;
-}
-
 template <int T, int R>
 __device__ __forceinline__ void mvq_load(uint4 (&raw)[R], float (&d)[R], const uint8_t *w,
                                          const __half *sc, const int (&rr)[R], size_t row_bytes,
@@ -340,7 +393,7 @@ __device__ __forceinline__ void mvq_load(uint4 (&raw)[R], float (&d)[R], const u
 }
 
 template <int T, int NT>
-__global__ void __launch_bounds__(MVQ_WARPS * 32) mvq_kernel(const MvLaunch a) {
+__global__ void __launch_bounds__(MVQ_WARPS * 32, NT <= 2 ? 3 : 2) mvq_kernel(const MvLaunch a) {
     constexpr int R = mvq_rpw(NT);
     constexpr int W = Tr<T>::W; /* 16 (q8_0) or 32 (q4_0) weights per chunk */
     constexpr bool Q4 = T == GGX_TYPE_Q4_0;
@@ -379,6 +432,9 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32) mvq_kernel(const MvLaunch a) {
     int c = ch0 + lane;
     mvq_load<T, R>(raw, d, w, sc, rr, row_bytes, bpr, c < ch1 ? c : ch1 - 1);
     GGX_PDL_ENTER();
+    float ss[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) ss[t] = 0.0f;
 
     /* 2. quantize x[:, e0:e0+ne] into shared memory: 8 lanes per 32-block */
     int4 *xq = mvq_smem;                                                    /* [NT][nes / 16] */
@@ -388,7 +444,7 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32) mvq_kernel(const MvLaunch a) {
         const int i = base + lane;
         const int t = i / (ne / 4), f = i % (ne / 4);
         const bool ok = i < n4 && t < a.n_tok;
-        const float4 v = ok ? load_x4(a, (size_t)t * cols + e0 + 4 * f) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        const float4 v = ok ? mv_x4<NT>(a, t, e0 + 4 * f, ss) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
 #pragma unroll
         for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
@@ -464,7 +520,7 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32) mvq_kernel(const MvLaunch a) {
             }
         }
     }
-    mv_finish<R, NT>(a, acc, rv, mi, row0, rows, lane);
+    mv_finish<R, NT>(a, acc, rv, mi, row0, rows, lane, ss);
 }
 
 /* dynamic shared memory of mvq_kernel for a split of cps chunks */
@@ -473,9 +529,13 @@ template <int T> size_t mvq_smem_bytes(int nt_tmpl, int cps) {
     return (size_t)nt_tmpl * (ne + ne / 32 * sizeof(float2));
 }
 
-bool g_int8_x = false; /* q8_0/q4_0 matvecs quantize x to int8 (dp4a, mvq_kernel): GGX_CUDA_INT8_X=1 */
+/* q8_0/q4_0 matvecs with int8 x (dp4a, mvq_kernel): 0 never, 1 always, 2 (default) for 1-2
+ * tokens, where it was measured faster (7B decode on the H100, batch 1: q4_0 3.10 vs 3.65
+ * ms/step, q8_0 4.18 vs 4.42; at batch 8 the f32 path was faster, 11.3 vs 13.5) */
+int g_int8_x = 2;
 float *g_part;     /* split-K partials [MV_MAX_SPLIT][8][MV_PART_ROWS] */
 int *g_counters;   /* [MV_PART_ROWS] zeroed */
+float *g_part_ss;  /* RMS_NORM split-K sums of squares [MV_MAX_SPLIT][8][MV_FULL_BLOCKS] */
 constexpr int MV_MAX_SPLIT = 8, MV_PART_ROWS = 65536;
 constexpr int MV_FULL_BLOCKS = 1024; /* launches with fewer row blocks split K */
 
@@ -493,6 +553,7 @@ int choose_splits(MvLaunch &a, int n_blocks, int n_chunks) {
     cps = (cps + 31) / 32 * 32;
     a.cps = cps;
     a.part = g_part;
+    a.part_ss = g_part_ss;
     a.counters = g_counters;
     return (n_chunks + cps - 1) / cps;
 }
@@ -542,17 +603,21 @@ int assign_blocks(MvLaunch &a, const ggx_cuda_mv_mat *mats, int n_mats, int rows
 
 } // namespace
 
-void ggx_cuda_mv_set_int8_x(bool on) { g_int8_x = on; }
-bool ggx_cuda_mv_int8_x(void) { return g_int8_x; }
+void ggx_cuda_mv_set_int8_x(int mode) { g_int8_x = mode < 0 || mode > 2 ? 2 : mode; }
+bool ggx_cuda_mv_int8_x(void) { return g_int8_x == 1; }
+int ggx_cuda_mv_int8_mode(void) { return g_int8_x; }
 
 cudaError_t ggx_cuda_mv_init(void) {
     if (g_part) return cudaSuccess;
     cudaError_t e = cudaMalloc(&g_part, sizeof(float) * MV_MAX_SPLIT * 8 * MV_PART_ROWS);
     if (e == cudaSuccess) e = cudaMalloc(&g_counters, sizeof(int) * MV_PART_ROWS);
+    if (e == cudaSuccess) e = cudaMalloc(&g_part_ss, sizeof(float) * MV_MAX_SPLIT * 8 * MV_FULL_BLOCKS);
     if (e == cudaSuccess) e = cudaMemset(g_counters, 0, sizeof(int) * MV_PART_ROWS);
     if (e != cudaSuccess) {
         cudaFree(g_part);
         cudaFree(g_counters);
+        cudaFree(g_part_ss);
+        g_part_ss = nullptr;
         g_part = nullptr;
         g_counters = nullptr;
     }
@@ -575,6 +640,17 @@ cudaError_t ggx_cuda_mv(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *
     if (n_mats < 1 || n_mats > GGX_CUDA_MV_MAX_MATS || n_tok < 1) return cudaErrorInvalidValue;
     if (ggx_cuda_mmq_supported(t, cols, n_tok))
         return ggx_cuda_mmq(s, t, mats, n_mats, x, xb, xmode, cols, n_tok);
+    ggx_cuda_mv_x xs = {x, xb, nullptr, xmode, 0.0f};
+    return ggx_cuda_mv_ex(s, t, mats, n_mats, &xs, cols, n_tok);
+}
+
+cudaError_t ggx_cuda_mv_ex(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *mats, int n_mats,
+                           const ggx_cuda_mv_x *xs, int cols, int n_tok) {
+    if (n_mats < 1 || n_mats > GGX_CUDA_MV_MAX_MATS || n_tok < 1) return cudaErrorInvalidValue;
+    if (xs->mode == GGX_CUDA_X_RMS_NORM && (cols % 4 || !xs->c))
+        return cudaErrorInvalidValue; /* the backend checks these before fusing */
+    const float *x = xs->a, *xb = xs->b;
+    const int xmode = xs->mode;
     /* the kernel handles up to 8 tokens at a time: more tokens = more passes over the weights */
     for (int t0 = 0; t0 < n_tok; t0 += 8) {
         MvLaunch a;
@@ -582,7 +658,9 @@ cudaError_t ggx_cuda_mv(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *
         a.n_mats = n_mats;
         a.x = x + (size_t)t0 * cols;
         a.xb = xb ? xb + (size_t)t0 * cols : nullptr;
+        a.xc = xs->c;
         a.xmode = xmode;
+        a.eps = xs->eps;
         a.cols = cols;
         a.n_tok = n_tok - t0 < 8 ? n_tok - t0 : 8;
         const int nt_tmpl = a.n_tok == 1 ? 1 : a.n_tok == 2 ? 2 : a.n_tok <= 4 ? 4 : 8;
@@ -593,9 +671,10 @@ cudaError_t ggx_cuda_mv(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *
             a.epi[k] = mats[k].epi;
             a.cap[k] = mats[k].cap;
             a.bias[k] = mats[k].bias;
+            a.res[k] = mats[k].res ? mats[k].res + (size_t)t0 * mats[k].rows : nullptr;
         }
         cudaError_t e;
-        if (g_int8_x && (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0)) {
+        if ((g_int8_x == 1 || (g_int8_x == 2 && a.n_tok <= 2)) && (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0)) {
             const int nbq = assign_blocks(a, mats, n_mats, MVQ_WARPS * mvq_rpw(nt_tmpl));
             const bool done = t == GGX_TYPE_Q8_0 ? launch_mvq<GGX_TYPE_Q8_0>(s, a, nbq, nt_tmpl, &e)
                                                  : launch_mvq<GGX_TYPE_Q4_0>(s, a, nbq, nt_tmpl, &e);

@@ -23,6 +23,20 @@ __device__ __forceinline__ float logsigmoidf_(float x) {
     return fminf(x, 0.0f) - log1pf(expf(-fabsf(x)));
 }
 
+/* sum over the block of ML_WARPS warps (every thread gets it); sh: ML_WARPS floats */
+__device__ float ml_block_sum(float v, float *sh) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    __syncthreads(); /* sh may still be read from a previous call */
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    float t = 0.0f;
+#pragma unroll
+    for (int w = 0; w < ML_WARPS; w++) t += sh[w];
+    return t;
+}
+
 template <int RPT>
 __global__ void __launch_bounds__(ML_WARPS * 32) mlstm_rec_kernel(const ggx_cuda_mlstm_args a) {
     /* double-buffered by token parity: two barriers per token */
@@ -120,6 +134,7 @@ __global__ void __launch_bounds__(ML_WARPS * 32) mlstm_rec_kernel(const ggx_cuda
     }
     /* every block of this (sequence, head) read the old n and m at its start; the last one to
      * get here writes the new ones */
+    if (a.hn) __threadfence(); /* this block's h, visible to the last block (fused head norm) */
     __syncthreads();
     if (tid == 0) {
         __threadfence();
@@ -132,6 +147,23 @@ __global__ void __launch_bounds__(ML_WARPS * 32) mlstm_rec_kernel(const ggx_cuda
         if (tid == 0) {
             *mp = m;
             a.counters[s * nh + h] = 0;
+        }
+        if (a.hn) { /* the head's h is complete: its LayerNorm (the HEAD_NORM node) */
+            __threadfence();
+            for (int t = 0; t < len; t++) {
+                const size_t base = ((size_t)off + t) * v_stride + (size_t)h * dv;
+                float s1 = 0.0f;
+                for (int c = tid; c < dv; c += ML_WARPS * 32) s1 += __ldcg(a.h + base + c);
+                const float mean = ml_block_sum(s1, red_qn[0]) / (float)dv;
+                float s2 = 0.0f;
+                for (int c = tid; c < dv; c += ML_WARPS * 32) {
+                    const float d = __ldcg(a.h + base + c) - mean;
+                    s2 = fmaf(d, d, s2);
+                }
+                const float inv = 1.0f / sqrtf(ml_block_sum(s2, red_qn[0]) / (float)dv + a.hn_eps);
+                for (int c = tid; c < dv; c += ML_WARPS * 32)
+                    a.hn[base + c] = ((__ldcg(a.h + base + c) - mean) * inv) * a.hn_w[(size_t)h * dv + c];
+            }
         }
     }
 }

@@ -3,6 +3,10 @@
 #
 #   tests/serve/bench.sh [BUILD_DIR] [MODEL] [CONCURRENCIES] [MAX_TOKENS]
 #   tests/serve/bench.sh build models/default.ggx "1 8 32 64" 64
+#   # the synthetic 7B on the GPU (MODEL_ARGS replaces "-m MODEL" for serve and bench):
+#   MODEL_ARGS="--synthetic tests/data/configs/xlstm-7b/config.json --type q4_0" \
+#     TOKENIZER=tests/data/tokenizers/gpt-neox-20b/tokenizer.json BACKEND=cuda \
+#     tests/serve/bench.sh build "" "1 8 32 64" 64
 #
 # Starts `ggx serve` (--parallel = the largest concurrency, -t $THREADS, REPS runs per row, best
 # printed), runs tests/serve/load.mjs
@@ -17,12 +21,17 @@ concs=${3:-"1 8 32 64"}
 maxt=${4:-64}
 threads=${THREADS:-2}
 reps=${REPS:-1}  # runs per row; the best (highest gen tok/s) is printed
+read -r -a margs <<<"${MODEL_ARGS:-}"
+[ ${#margs[@]} -eq 0 ] && margs=(-m "$model")
+extra=(--backend "${BACKEND:-cpu}")
+serve_extra=(); [ -n "${TOKENIZER:-}" ] && serve_extra=(--tokenizer "$TOKENIZER")
 maxc=0; for c in $concs; do [ "$c" -gt "$maxc" ] && maxc=$c; done
 port=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
-"$build/ggx" serve -m "$model" --port "$port" --parallel "$maxc" --max-queue 1024 -t "$threads" --quiet &
+"$build/ggx" serve "${margs[@]}" "${serve_extra[@]}" "${extra[@]}" --port "$port" --parallel "$maxc" \
+    --max-queue 1024 -t "$threads" --quiet &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
-for _ in $(seq 1 300); do
+for _ in $(seq 1 1200); do  # (the synthetic 7B takes a while to build)
     [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health")" = 200 ] && break; sleep 0.1
 done
 url="http://127.0.0.1:$port"
@@ -50,4 +59,4 @@ kill $pid; wait $pid 2>/dev/null || true
 trap - EXIT
 echo
 bs=$(echo $concs | tr ' ' ',')
-"$build/ggx" bench -m "$model" -p 0 -n "$maxt" -b "$bs" -t "$threads" -r "$reps" -q
+"$build/ggx" bench "${margs[@]}" "${extra[@]}" -p 0 -n "$maxt" -b "$bs" -t "$threads" -r "$reps" -q
