@@ -80,14 +80,19 @@ static void job_mul_mat(void *vp, int64_t chunk, int ith) {
     float *scratch = j->ctx->scratch[ith];
     const size_t rs = ggx_row_size(w->type, In);
 
+    if (ggx_cpu_quant_supported(w->type)) {
+        /* quantized weights, any T: the activations were quantized to int8 in ctx->qx and the
+         * int8 kernels block the tokens so a chunk's weight rows stay in L2 (prefill: 1.4-1.6x
+         * dequantize + sgemm, docs/benchmarks.md) */
+        int64_t r0, r1;
+        chunk_range(O, wrows_per_chunk(w), chunk, &r0, &r1);
+        ggx_cpu_qmatmul(w->type, w->data, In, j->ctx->qx, T, y, O, r0, r1);
+        return;
+    }
     if (T < GGX_CPU_GEMM_MIN) {
         /* every weight row is read once and dotted with all T activations */
         int64_t r0, r1;
         chunk_range(O, wrows_per_chunk(w), chunk, &r0, &r1);
-        if (ggx_cpu_quant_supported(w->type)) { /* activations were quantized in ctx->qx */
-            ggx_cpu_qmatmul(w->type, w->data, In, j->ctx->qx, T, y, O, r0, r1);
-            return;
-        }
         float out[GGX_CPU_GEMM_MIN];
         for (int64_t r = r0; r < r1; r++) {
             const char *wr = (const char *)w->data + (size_t)r * rs;
@@ -305,7 +310,7 @@ ggx_status ggx_cpu_compute_node(ggx_cpu_ctx *ctx, ggx_tensor *node, const ggx_ba
     case GGX_OP_GET_ROWS: fn = job_get_rows; break;
     case GGX_OP_MUL_MAT:
         fn = job_mul_mat;
-        if (rows < GGX_CPU_GEMM_MIN && ggx_cpu_quant_supported(node->src[0]->type)) {
+        if (ggx_cpu_quant_supported(node->src[0]->type)) {
             /* quantize the activations once for all weight rows (single thread: T x I) */
             const enum ggx_type t = node->src[0]->type;
             const int64_t In = node->src[0]->dims[1];
@@ -322,7 +327,9 @@ ggx_status ggx_cpu_compute_node(ggx_cpu_ctx *ctx, ggx_tensor *node, const ggx_ba
             ggx_cpu_qx_prepare(t, node->src[1]->data, rows, In, ctx->qx);
         }
         n = n_chunks_of(node->src[0]->dims[0],
-                        rows < GGX_CPU_GEMM_MIN ? wrows_per_chunk(node->src[0]) : GGX_CPU_TILE);
+                        rows < GGX_CPU_GEMM_MIN || ggx_cpu_quant_supported(node->src[0]->type)
+                            ? wrows_per_chunk(node->src[0])
+                            : GGX_CPU_TILE);
         break;
     case GGX_OP_ADD:
     case GGX_OP_MUL: fn = job_binary; break;
