@@ -57,7 +57,9 @@ if [ -n "$missing" ]; then
     for f in .deps/*.deb; do dpkg -x "$f" $D; done
     L=$D/usr/lib/x86_64-linux-gnu
     for pc in $L/pkgconfig/*.pc $L/openblas-pthread/pkgconfig/openblas.pc; do
-      sed -e "s#/usr#$D/usr#g" "$pc" >$D/pc/$(basename "$pc")
+      # (Requires.private names .pc files the machine may lack, e.g. gnutls for libmicrohttpd;
+      # they matter only for static linking)
+      sed -e "s#/usr#$D/usr#g" -e '/^Requires.private/d' "$pc" >$D/pc/$(basename "$pc")
     done
     export PKG_CONFIG_PATH=$D/pc${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
     export LD_LIBRARY_PATH=$L:$L/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
