@@ -17,8 +17,9 @@
  *
  * Weights are streamed from DRAM: every measurement rotates through >= 256 MiB of distinct
  * matrices, so none is in the 32 MiB L3 when it is read. The floor is a 2-thread sum over a
- * 1 GiB array (the same method as docs/reference-numbers.md). Threads: a plain pthread split of
- * the rows, as the CPU backend's pool does. Each matvec line also measures the floor right before
+ * 1 GiB array (the same method as docs/reference-numbers.md). Threads: by default a plain pthread
+ * split of the rows in halves; --pool runs them as a decode step does (the backend's pool and
+ * chunk rule). Each matvec line also measures the floor right before
  * and right after it (3 repetitions each) and reports the fraction of the one before: on a busy
  * machine, a line whose two floors disagree was disturbed. With --threads 1 every time is the thread's CPU time
  * (so a busy machine's time slicing does not count; memory contention from other processes still
@@ -284,7 +285,7 @@ static void bench_matvec(team *tm, enum ggx_type t, int64_t rows, int64_t cols, 
             for (int k = 0; k < nv; k++) {
                 const int vi = (k + r) % nv; /* rotate the order round by round */
                 g_chunk_cur = vi;
-                f[vi][r] = membw_window(tm, r * nv + k);
+                f[vi][r] = membw_window(tm, r) /* the same window for every variant of a round */;
                 const double t0 = team_clock(tm);
                 for (int i = 0; i < m; i++) { c.w = mats[i]; mv_run(tm, &c); }
                 vv[vi][r] = (double)bytes * m / (team_clock(tm) - t0) / 1e9;
