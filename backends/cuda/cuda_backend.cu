@@ -366,7 +366,26 @@ ggx_status cublas_ok(cublasStatus_t s, const char *what) {
     return ggx_fail(GGX_ERR_BACKEND, "cublas: %s failed (status %d)", what, (int)s);
 }
 
+/* cuBLAS and its workspace, on first use. A graph is always run eagerly before it is
+ * captured, so this never happens inside a stream capture. */
+ggx_status ensure_cublas(Ctx *c) {
+    if (c->cublas) return GGX_OK;
+    if (!c->cublas_ws) GGX_CU_TRY(cudaMalloc(&c->cublas_ws, CUBLAS_WS), "cublas workspace");
+    cublasHandle_t h = nullptr;
+    if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) return ggx_fail(GGX_ERR_BACKEND, "cuda: cublasCreate failed");
+    if (cublasSetStream(h, c->stream) != CUBLAS_STATUS_SUCCESS ||
+        cublasSetWorkspace(h, c->cublas_ws, CUBLAS_WS) != CUBLAS_STATUS_SUCCESS ||
+        cublasSetMathMode(h, CUBLAS_DEFAULT_MATH) != CUBLAS_STATUS_SUCCESS) {
+        cublasDestroy(h);
+        return ggx_fail(GGX_ERR_BACKEND, "cuda: cublas setup failed");
+    }
+    c->cublas = h;
+    return GGX_OK;
+}
+
 ggx_status run_gemm(Ctx *c, const ggx_tensor *n) {
+    ggx_status cst = ensure_cublas(c);
+    if (cst != GGX_OK) return cst;
     const ggx_tensor *W = n->src[0], *X = n->src[1];
     const enum ggx_type t = W->type;
     const int O = (int)t_rows(W), I = (int)t_cols(W), N = (int)t_rows(X);
@@ -1073,19 +1092,18 @@ extern "C" ggx_status ggx_backend_cuda_init(const ggx_backend_params *p, ggx_bac
     INIT_TRY(cudaMallocHost(&c->stage, 2 * STAGE_BYTES), "pinned staging buffer");
     for (int i = 0; i < 2; i++) INIT_TRY(cudaEventCreateWithFlags(&c->stage_ev[i], cudaEventDisableTiming), "event");
     INIT_TRY(cudaEventCreateWithFlags(&c->tab_ev, cudaEventDisableTiming), "event");
-    INIT_TRY(cudaMalloc(&c->cublas_ws, CUBLAS_WS), "cublas workspace");
+    /* The driver reserves local memory for the per-thread stack of every thread that can be
+     * resident (default 1 KB x 2048 x SMs: ~270 MB on an H100). Our kernels use at most a few
+     * dozen bytes; the driver grows the reservation if a kernel (cuBLAS) needs more.
+     * GGX_CUDA_STACK=BYTES overrides (0: leave the default). */
+    {
+        size_t stack = 256;
+        if ((env = getenv("GGX_CUDA_STACK"))) stack = (size_t)strtoull(env, nullptr, 10);
+        if (stack) INIT_TRY(cudaDeviceSetLimit(cudaLimitStackSize, stack), "stack size limit");
+    }
     INIT_TRY(ggx_cuda_mv_init(), "matvec scratch");
-    if (cublasCreate(&c->cublas) != CUBLAS_STATUS_SUCCESS) {
-        c->cublas = nullptr;
-        st = ggx_fail(GGX_ERR_BACKEND, "cuda init: cublasCreate failed");
-        goto fail;
-    }
-    if (cublasSetStream(c->cublas, c->stream) != CUBLAS_STATUS_SUCCESS ||
-        cublasSetWorkspace(c->cublas, c->cublas_ws, CUBLAS_WS) != CUBLAS_STATUS_SUCCESS ||
-        cublasSetMathMode(c->cublas, CUBLAS_DEFAULT_MATH) != CUBLAS_STATUS_SUCCESS) {
-        st = ggx_fail(GGX_ERR_BACKEND, "cuda init: cublas setup failed");
-        goto fail;
-    }
+    /* cuBLAS is created by the first GEMM (ensure_cublas): a decode-only process never pays
+     * its memory */
 #undef INIT_TRY
     *out = be;
     return GGX_OK;
