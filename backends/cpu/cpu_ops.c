@@ -47,6 +47,12 @@ static int64_t wrows_per_chunk(const ggx_tensor *w) {
     return r > WROWS_PER_CHUNK ? (r + 15) & ~(int64_t)15 : WROWS_PER_CHUNK;
 }
 
+/* MUL_MAT through the int8 kernels (activations quantized once into ctx->qx): quantized weights
+ * for small batches always, for prefill where they beat dequantize + sgemm (AVX-512 VNNI) */
+static int use_qmatmul(const ggx_tensor *w, int64_t T) {
+    return ggx_cpu_quant_supported(w->type) && (T < GGX_CPU_GEMM_MIN || ggx_cpu_qmatmul_prefill_ok(w->type));
+}
+
 /* ------------------------------------------------------------------------- weight rows -- */
 
 /* Convert weight rows [r0, r1) of W [*, cols] (any type) to f32 dst [(r1-r0), cols]. */
@@ -80,10 +86,10 @@ static void job_mul_mat(void *vp, int64_t chunk, int ith) {
     float *scratch = j->ctx->scratch[ith];
     const size_t rs = ggx_row_size(w->type, In);
 
-    if (ggx_cpu_quant_supported(w->type)) {
-        /* quantized weights, any T: the activations were quantized to int8 in ctx->qx and the
-         * int8 kernels block the tokens so a chunk's weight rows stay in L2 (prefill: 1.4-1.6x
-         * dequantize + sgemm, docs/benchmarks.md) */
+    if (use_qmatmul(w, T)) {
+        /* the activations were quantized to int8 in ctx->qx; for prefill the int8 kernels block
+         * the tokens so a chunk's weight rows stay in L2 (1.4-1.6x dequantize + sgemm with
+         * AVX-512 VNNI, docs/benchmarks.md) */
         int64_t r0, r1;
         chunk_range(O, wrows_per_chunk(w), chunk, &r0, &r1);
         ggx_cpu_qmatmul(w->type, w->data, In, j->ctx->qx, T, y, O, r0, r1);
@@ -310,7 +316,7 @@ ggx_status ggx_cpu_compute_node(ggx_cpu_ctx *ctx, ggx_tensor *node, const ggx_ba
     case GGX_OP_GET_ROWS: fn = job_get_rows; break;
     case GGX_OP_MUL_MAT:
         fn = job_mul_mat;
-        if (ggx_cpu_quant_supported(node->src[0]->type)) {
+        if (use_qmatmul(node->src[0], rows)) {
             /* quantize the activations once for all weight rows (single thread: T x I) */
             const enum ggx_type t = node->src[0]->type;
             const int64_t In = node->src[0]->dims[1];
@@ -327,7 +333,7 @@ ggx_status ggx_cpu_compute_node(ggx_cpu_ctx *ctx, ggx_tensor *node, const ggx_ba
             ggx_cpu_qx_prepare(t, node->src[1]->data, rows, In, ctx->qx);
         }
         n = n_chunks_of(node->src[0]->dims[0],
-                        rows < GGX_CPU_GEMM_MIN || ggx_cpu_quant_supported(node->src[0]->type)
+                        rows < GGX_CPU_GEMM_MIN || use_qmatmul(node->src[0], rows)
                             ? wrows_per_chunk(node->src[0])
                             : GGX_CPU_TILE);
         break;

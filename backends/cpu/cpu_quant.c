@@ -48,6 +48,10 @@ int ggx_cpu_quant_supported(enum ggx_type t) {
     return t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0 || t == GGX_TYPE_Q4_X;
 }
 
+int ggx_cpu_qmatmul_prefill_ok(enum ggx_type t) {
+    return ggx_cpu_quant_supported(t) && ggx_cpu_quant_level() >= 2;
+}
+
 /* ---------------------------------------------------------------- activations */
 size_t ggx_cpu_qx_size(enum ggx_type t, int64_t cols) {
     if (!ggx_cpu_quant_supported(t) || cols <= 0 || cols % QX_BLOCK) return 0;

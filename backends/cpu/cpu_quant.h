@@ -8,7 +8,8 @@
  *     ggx_cpu_qx_prepare(t, x, n, cols, qx);                  // x [n, cols] f32
  *     ggx_cpu_qmatmul(t, W, cols, qx, n, y, ldy, r0, r1);     // y[j*ldy + r] for r in [r0,r1)
  *
- *     // prefill: dequantize a tile of rows to f32 and hand it to sgemm
+ *     // prefill: the same call with n = tokens where ggx_cpu_qmatmul_prefill_ok(t), else
+ *     // dequantize a tile of rows to f32 and hand it to sgemm
  *     ggx_cpu_dequant_rows(t, W, cols, tile, r0, r1);         // tile [(r1-r0), cols] f32
  *
  * Runtime dispatch (AVX-512 VNNI, AVX2, scalar) happens inside; ggx_cpu_quant_force_scalar(1)
@@ -34,5 +35,9 @@ void ggx_cpu_qmatmul(enum ggx_type t, const void *W, int64_t cols, const void *q
 void ggx_cpu_dequant_rows(enum ggx_type t, const void *W, int64_t cols, float *dst, int64_t r0,
                           int64_t r1);
 void ggx_cpu_quant_force_scalar(int on);
+/* Whether ggx_cpu_qmatmul is the faster prefill path (many tokens) for weights of type t on this
+ * CPU: with AVX-512 VNNI it runs at 1.4-1.6x dequantize + sgemm; the AVX2 kernels reach only ~60%
+ * of sgemm, so there prefill keeps dequantizing (docs/benchmarks.md). */
+int ggx_cpu_qmatmul_prefill_ok(enum ggx_type t);
 
 #endif
