@@ -14,6 +14,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <stdlib.h>
 
 namespace {
 
@@ -537,14 +538,19 @@ float *g_part;     /* split-K partials [MV_MAX_SPLIT][8][MV_PART_ROWS] */
 int *g_counters;   /* [MV_PART_ROWS] zeroed */
 float *g_part_ss;  /* RMS_NORM split-K sums of squares [MV_MAX_SPLIT][8][MV_FULL_BLOCKS] */
 constexpr int MV_MAX_SPLIT = 8, MV_PART_ROWS = 65536;
-constexpr int MV_FULL_BLOCKS = 1024; /* launches with fewer row blocks split K */
+constexpr int MV_FULL_BLOCKS = 1024; /* launches with fewer row blocks split K ... */
+int g_full_blocks = MV_FULL_BLOCKS;  /* ... up to this many (GGX_CUDA_MV_FULL=N, <= 1024) */
+/* mvq_kernel: about one wave of resident blocks (132 SMs x 3). Measured, 7B decode batch 1,
+ * H100, three alternating runs: q4_0 2.87-2.97 ms/step vs 3.04-3.47 with 1024, q8_0 4.01-4.36
+ * vs 4.20-4.21 (fewer blocks stage x and reduce partial sums) (GGX_CUDA_MVQ_FULL=N) */
+int g_full_blocks_q = 384;
 
 /* split K when a launch has too few row blocks to keep every SM streaming (up to 8 ways, in
  * whole warp strides of chunks, at least two strides per split); sets a.cps, returns splits */
-int choose_splits(MvLaunch &a, int n_blocks, int n_chunks) {
+int choose_splits(MvLaunch &a, int n_blocks, int n_chunks, int full) {
     int splits = 1;
-    if (g_part && a.total_rows <= MV_PART_ROWS && n_blocks < MV_FULL_BLOCKS) {
-        splits = MV_FULL_BLOCKS / n_blocks;
+    if (g_part && a.total_rows <= MV_PART_ROWS && n_blocks < full) {
+        splits = full / n_blocks;
         if (splits > MV_MAX_SPLIT) splits = MV_MAX_SPLIT;
         const int max_by_k = n_chunks / 64;
         if (splits > max_by_k) splits = max_by_k > 1 ? max_by_k : 1;
@@ -561,7 +567,7 @@ int choose_splits(MvLaunch &a, int n_blocks, int n_chunks) {
 template <int T>
 cudaError_t launch_type(cudaStream_t s, MvLaunch &a, int n_blocks) {
     const int nt = a.n_tok;
-    const dim3 grid((unsigned)n_blocks, (unsigned)choose_splits(a, n_blocks, a.cols / Tr<T>::W));
+    const dim3 grid((unsigned)n_blocks, (unsigned)choose_splits(a, n_blocks, a.cols / Tr<T>::W, g_full_blocks));
     if (nt == 1) GGX_LAUNCH((mv_kernel<T, 1>), grid, MV_WARPS * 32, 0, s, a);
     else if (nt == 2) GGX_LAUNCH((mv_kernel<T, 2>), grid, MV_WARPS * 32, 0, s, a);
     else if (nt <= 4) GGX_LAUNCH((mv_kernel<T, 4>), grid, MV_WARPS * 32, 0, s, a);
@@ -572,7 +578,7 @@ cudaError_t launch_type(cudaStream_t s, MvLaunch &a, int n_blocks) {
 /* mvq_kernel; false (nothing launched) when the split's staged x would not fit MVQ_SMEM_MAX */
 template <int T>
 bool launch_mvq(cudaStream_t s, MvLaunch &a, int n_blocks, int nt_tmpl, cudaError_t *err) {
-    const int splits = choose_splits(a, n_blocks, a.cols / Tr<T>::W);
+    const int splits = choose_splits(a, n_blocks, a.cols / Tr<T>::W, g_full_blocks_q);
     const size_t smem = mvq_smem_bytes<T>(nt_tmpl, a.cps);
     if (smem > (size_t)MVQ_SMEM_MAX) return false;
     const dim3 grid((unsigned)n_blocks, (unsigned)splits);
@@ -609,6 +615,10 @@ int ggx_cuda_mv_int8_mode(void) { return g_int8_x; }
 
 cudaError_t ggx_cuda_mv_init(void) {
     if (g_part) return cudaSuccess;
+    const char *fb = getenv("GGX_CUDA_MV_FULL");
+    if (fb && atoi(fb) >= 1 && atoi(fb) <= MV_FULL_BLOCKS) g_full_blocks = atoi(fb);
+    const char *fq = getenv("GGX_CUDA_MVQ_FULL");
+    if (fq && atoi(fq) >= 1 && atoi(fq) <= MV_FULL_BLOCKS) g_full_blocks_q = atoi(fq);
     cudaError_t e = cudaMalloc(&g_part, sizeof(float) * MV_MAX_SPLIT * 8 * MV_PART_ROWS);
     if (e == cudaSuccess) e = cudaMalloc(&g_counters, sizeof(int) * MV_PART_ROWS);
     if (e == cudaSuccess) e = cudaMalloc(&g_part_ss, sizeof(float) * MV_MAX_SPLIT * 8 * MV_FULL_BLOCKS);
