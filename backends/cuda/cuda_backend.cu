@@ -706,17 +706,15 @@ ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
         a.total_tokens = (int)t_rows(n->src[0]);
         a.chunk = 0;
         a.scratch = nullptr;
-        a.hn = nullptr;
-        a.hn_w = nullptr;
-        a.hn_eps = 0.0f;
+        ggx_cuda_mlstm_head_norm hnf = {nullptr, nullptr, 0.0f};
         if (fusion_mlstm_head_norm(c, g, k, a.dv)) {
             const ggx_tensor *hn = g->nodes[k + 1];
-            a.hn = f32p(hn);
-            a.hn_w = f32p(hn->src[1]);
-            a.hn_eps = hn->f[0];
+            hnf.hn = f32p(hn);
+            hnf.w = f32p(hn->src[1]);
+            hnf.eps = hn->f[0];
             *consumed = 2;
         }
-        if (!a.hn && c->chunkwise && n->i[4] > 0 &&
+        if (!hnf.hn && c->chunkwise && n->i[4] > 0 &&
             ggx_cuda_mlstm_scratch_floats(a.n_seqs, a.max_len, a.total_tokens, a.nh, a.dqk, a.dv, n->i[4]) &&
             c->mlstm_scratch_size >= sizeof(float) * ggx_cuda_mlstm_scratch_floats(a.n_seqs, a.max_len,
                                                        a.total_tokens, a.nh, a.dqk, a.dv, n->i[4])) {
@@ -724,7 +722,7 @@ ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
             a.scratch = static_cast<float *>(c->mlstm_scratch);
             GGX_CU_TRY(ggx_cuda_mlstm_chunkwise(s, &a), "mlstm chunkwise");
         }
-        GGX_CU_TRY(ggx_cuda_mlstm_recurrent(s, &a), "mlstm");
+        GGX_CU_TRY(ggx_cuda_mlstm_recurrent(s, &a, hnf.hn ? &hnf : nullptr), "mlstm");
         return GGX_OK;
     }
     default:

@@ -48,12 +48,12 @@ extern "C" {
  * Every kernel launched through ggx_cuda_launch MUST call ggx_pdl_wait() before touching
  * anything else. On older GPUs (and when GGX_CUDA_PDL=0) both are no-ops and launches are plain. */
 __device__ __forceinline__ void ggx_pdl_wait(void) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(GGX_NO_PDL_ASM)
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 }
 __device__ __forceinline__ void ggx_pdl_trigger(void) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(GGX_NO_PDL_ASM)
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
@@ -200,14 +200,19 @@ typedef struct ggx_cuda_mlstm_args {
     int chunk;
     int total_tokens;   /* T */
     float *scratch;     /* ggx_cuda_mlstm_scratch_floats() floats */
-    /* fused HEAD_NORM (recurrent kernel only, i.e. chunk == 0 or every sequence shorter than a
-     * chunk): hn [T, NH*DV] = LayerNorm per head of h (no bias) * hn_w [NH*DV]; NULL: none */
-    float *hn;
-    const float *hn_w;
-    float hn_eps;
 } ggx_cuda_mlstm_args;
+/* A HEAD_NORM fused into the recurrent kernel (decode: every token of every sequence runs
+ * there): hn [T, NH*DV] = LayerNorm per head of h (no bias) * w [NH*DV]. Kept out of
+ * ggx_cuda_mlstm_args on purpose: three more fields there made ptxas spill 268 bytes in
+ * mlstm_inter_kernel<32> (the 7B prefill's mLSTM went from 4.5 to 6.2 ms per layer). */
+typedef struct ggx_cuda_mlstm_head_norm {
+    float *hn;
+    const float *w;
+    float eps;
+} ggx_cuda_mlstm_head_norm;
 /* Token-by-token recurrence (xlstm-spec §4) for every sequence; state updated in place. */
-cudaError_t ggx_cuda_mlstm_recurrent(cudaStream_t s, const ggx_cuda_mlstm_args *a);
+cudaError_t ggx_cuda_mlstm_recurrent(cudaStream_t s, const ggx_cuda_mlstm_args *a,
+                                     const ggx_cuda_mlstm_head_norm *hn /* or NULL */);
 bool ggx_cuda_mlstm_supported(int dqk, int dv);
 /* Chunkwise form for the whole chunks of every sequence: gate prefix sums, the chunk-to-chunk
  * state recurrence (states at chunk starts saved to scratch), and the outputs of every chunk in

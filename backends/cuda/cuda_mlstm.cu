@@ -38,7 +38,8 @@ __device__ float ml_block_sum(float v, float *sh) {
 }
 
 template <int RPT>
-__global__ void __launch_bounds__(ML_WARPS * 32) mlstm_rec_kernel(const ggx_cuda_mlstm_args a) {
+__global__ void __launch_bounds__(ML_WARPS * 32) mlstm_rec_kernel(const ggx_cuda_mlstm_args a,
+                                                                     const ggx_cuda_mlstm_head_norm hnf) {
     /* double-buffered by token parity: two barriers per token */
     __shared__ float q_s[2][ML_MAX_DQK], k_s[2][ML_MAX_DQK];
     __shared__ float red_num[2][ML_WARPS][32], red_qn[2][ML_WARPS];
@@ -134,7 +135,7 @@ __global__ void __launch_bounds__(ML_WARPS * 32) mlstm_rec_kernel(const ggx_cuda
     }
     /* every block of this (sequence, head) read the old n and m at its start; the last one to
      * get here writes the new ones */
-    if (a.hn) __threadfence(); /* this block's h, visible to the last block (fused head norm) */
+    if (hnf.hn) __threadfence(); /* this block's h, visible to the last block (fused head norm) */
     __syncthreads();
     if (tid == 0) {
         __threadfence();
@@ -148,7 +149,7 @@ __global__ void __launch_bounds__(ML_WARPS * 32) mlstm_rec_kernel(const ggx_cuda
             *mp = m;
             a.counters[s * nh + h] = 0;
         }
-        if (a.hn) { /* the head's h is complete: its LayerNorm (the HEAD_NORM node) */
+        if (hnf.hn) { /* the head's h is complete: its LayerNorm (the HEAD_NORM node) */
             __threadfence();
             for (int t = 0; t < len; t++) {
                 const size_t base = ((size_t)off + t) * v_stride + (size_t)h * dv;
@@ -160,9 +161,9 @@ __global__ void __launch_bounds__(ML_WARPS * 32) mlstm_rec_kernel(const ggx_cuda
                     const float d = __ldcg(a.h + base + c) - mean;
                     s2 = fmaf(d, d, s2);
                 }
-                const float inv = 1.0f / sqrtf(ml_block_sum(s2, red_qn[0]) / (float)dv + a.hn_eps);
+                const float inv = 1.0f / sqrtf(ml_block_sum(s2, red_qn[0]) / (float)dv + hnf.eps);
                 for (int c = tid; c < dv; c += ML_WARPS * 32)
-                    a.hn[base + c] = ((__ldcg(a.h + base + c) - mean) * inv) * a.hn_w[(size_t)h * dv + c];
+                    hnf.hn[base + c] = ((__ldcg(a.h + base + c) - mean) * inv) * hnf.w[(size_t)h * dv + c];
             }
         }
     }
@@ -511,13 +512,15 @@ bool ggx_cuda_mlstm_supported(int dqk, int dv) {
     return dqk >= 1 && dqk <= ML_MAX_DQK && dv >= 1;
 }
 
-cudaError_t ggx_cuda_mlstm_recurrent(cudaStream_t st, const ggx_cuda_mlstm_args *a) {
+cudaError_t ggx_cuda_mlstm_recurrent(cudaStream_t st, const ggx_cuda_mlstm_args *a,
+                                     const ggx_cuda_mlstm_head_norm *hn) {
+    const ggx_cuda_mlstm_head_norm hnf = hn ? *hn : ggx_cuda_mlstm_head_norm{nullptr, nullptr, 0.0f};
     if (!ggx_cuda_mlstm_supported(a->dqk, a->dv) || a->n_seqs < 1) return cudaErrorInvalidValue;
     dim3 grid((unsigned)a->nh, (unsigned)((a->dv + 31) / 32), (unsigned)a->n_seqs);
     const int rpt = (a->dqk + ML_WARPS - 1) / ML_WARPS;
-    if (rpt <= 4) GGX_LAUNCH((mlstm_rec_kernel<4>), grid, ML_WARPS * 32, 0, st, *a);
-    else if (rpt <= 8) GGX_LAUNCH((mlstm_rec_kernel<8>), grid, ML_WARPS * 32, 0, st, *a);
-    else if (rpt <= 16) GGX_LAUNCH((mlstm_rec_kernel<16>), grid, ML_WARPS * 32, 0, st, *a);
-    else GGX_LAUNCH((mlstm_rec_kernel<32>), grid, ML_WARPS * 32, 0, st, *a);
+    if (rpt <= 4) GGX_LAUNCH((mlstm_rec_kernel<4>), grid, ML_WARPS * 32, 0, st, *a, hnf);
+    else if (rpt <= 8) GGX_LAUNCH((mlstm_rec_kernel<8>), grid, ML_WARPS * 32, 0, st, *a, hnf);
+    else if (rpt <= 16) GGX_LAUNCH((mlstm_rec_kernel<16>), grid, ML_WARPS * 32, 0, st, *a, hnf);
+    else GGX_LAUNCH((mlstm_rec_kernel<32>), grid, ML_WARPS * 32, 0, st, *a, hnf);
     return cudaGetLastError();
 }
