@@ -90,6 +90,22 @@ static inline cudaError_t ggx_cuda_launch(void (*kernel)(KArgs...), dim3 grid, d
         if (le_ != cudaSuccess) return le_;                                                     \
     } while (0)
 
+/* Sum over the block (blockDim.x a multiple of 32, <= 1024); every thread gets the result.
+ * sh: one float per warp; may be reused right after (the leading barrier). */
+__device__ __forceinline__ float ggx_cuda_block_sum(float v, float *sh) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    __syncthreads(); /* sh may still be read from a previous call */
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    const int nw = blockDim.x >> 5;
+    v = lane < nw ? sh[lane] : 0.0f;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
 /* Bytes of the quant part of a repacked weight (the scales follow, 16-byte aligned). */
 __host__ __device__ static inline size_t ggx_cuda_qs_bytes(enum ggx_type t, int64_t rows, int64_t cols) {
     size_t n = (size_t)rows * (size_t)cols;

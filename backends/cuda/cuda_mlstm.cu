@@ -23,19 +23,6 @@ __device__ __forceinline__ float logsigmoidf_(float x) {
     return fminf(x, 0.0f) - log1pf(expf(-fabsf(x)));
 }
 
-/* sum over the block of ML_WARPS warps (every thread gets it); sh: ML_WARPS floats */
-__device__ float ml_block_sum(float v, float *sh) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    __syncthreads(); /* sh may still be read from a previous call */
-    if (lane == 0) sh[warp] = v;
-    __syncthreads();
-    float t = 0.0f;
-#pragma unroll
-    for (int w = 0; w < ML_WARPS; w++) t += sh[w];
-    return t;
-}
 
 template <int RPT>
 __global__ void __launch_bounds__(ML_WARPS * 32) mlstm_rec_kernel(const ggx_cuda_mlstm_args a,
@@ -155,13 +142,13 @@ __global__ void __launch_bounds__(ML_WARPS * 32) mlstm_rec_kernel(const ggx_cuda
                 const size_t base = ((size_t)off + t) * v_stride + (size_t)h * dv;
                 float s1 = 0.0f;
                 for (int c = tid; c < dv; c += ML_WARPS * 32) s1 += __ldcg(a.h + base + c);
-                const float mean = ml_block_sum(s1, red_qn[0]) / (float)dv;
+                const float mean = ggx_cuda_block_sum(s1, red_qn[0]) / (float)dv;
                 float s2 = 0.0f;
                 for (int c = tid; c < dv; c += ML_WARPS * 32) {
                     const float d = __ldcg(a.h + base + c) - mean;
                     s2 = fmaf(d, d, s2);
                 }
-                const float inv = 1.0f / sqrtf(ml_block_sum(s2, red_qn[0]) / (float)dv + hnf.eps);
+                const float inv = 1.0f / sqrtf(ggx_cuda_block_sum(s2, red_qn[0]) / (float)dv + hnf.eps);
                 for (int c = tid; c < dv; c += ML_WARPS * 32)
                     hnf.hn[base + c] = ((__ldcg(a.h + base + c) - mean) * inv) * hnf.w[(size_t)h * dv + c];
             }

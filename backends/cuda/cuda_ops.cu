@@ -83,20 +83,6 @@ __global__ void soft_cap_kernel(const float *x, const float *bias, float *dst, i
     }
 }
 
-/* sum over the block (blockDim.x multiple of 32, <= 1024); every thread gets the result */
-__device__ float block_sum(float v, float *sh) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    __syncthreads(); /* sh may still be read from a previous call */
-    if (lane == 0) sh[warp] = v;
-    __syncthreads();
-    const int nw = blockDim.x >> 5;
-    v = lane < nw ? sh[lane] : 0.0f;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
 
 __global__ void rms_norm_kernel(const float *x, const float *w, float *dst, int64_t cols,
                                 float eps) {
@@ -106,7 +92,7 @@ __global__ void rms_norm_kernel(const float *x, const float *w, float *dst, int6
     float *dr = dst + blockIdx.x * cols;
     float ss = 0.0f;
     for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) ss = fmaf(xr[c], xr[c], ss);
-    ss = block_sum(ss, sh);
+    ss = ggx_cuda_block_sum(ss, sh);
     const float inv = 1.0f / sqrtf(ss / (float)cols + eps);
     for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) dr[c] = (xr[c] * inv) * w[c];
 }
@@ -125,7 +111,7 @@ __global__ void add_rms_norm_kernel(const float *a, const float *b, int64_t bcol
         xr[c] = v;
         ss = fmaf(v, v, ss);
     }
-    ss = block_sum(ss, sh); /* its barriers also order the x writes before the reads below */
+    ss = ggx_cuda_block_sum(ss, sh); /* its barriers also order the x writes before the reads below */
     const float inv = 1.0f / sqrtf(ss / (float)cols + eps);
     for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) yr[c] = (xr[c] * inv) * w[c];
 }
@@ -142,13 +128,13 @@ __global__ void head_norm_kernel(const float *x, const float *w, float *dst, int
     const float *wr = w + h * D;
     float s = 0.0f;
     for (int64_t c = threadIdx.x; c < D; c += blockDim.x) s += xr[c];
-    const float mean = block_sum(s, sh) / (float)D;
+    const float mean = ggx_cuda_block_sum(s, sh) / (float)D;
     float v = 0.0f;
     for (int64_t c = threadIdx.x; c < D; c += blockDim.x) {
         const float d = xr[c] - mean;
         v = fmaf(d, d, v);
     }
-    const float inv = 1.0f / sqrtf(block_sum(v, sh) / (float)D + eps);
+    const float inv = 1.0f / sqrtf(ggx_cuda_block_sum(v, sh) / (float)D + eps);
     for (int64_t c = threadIdx.x; c < D; c += blockDim.x) dr[c] = ((xr[c] - mean) * inv) * wr[c];
 }
 
