@@ -106,6 +106,23 @@ __device__ __forceinline__ float ggx_cuda_block_sum(float v, float *sh) {
     return v;
 }
 
+/* Split-K handoff: every block of a row block calls this (all its threads) after writing its
+ * partial sums; it returns true in the last one to arrive, which then sees every partial (the
+ * fences) and adds them in split order, so results do not depend on arrival order. */
+__device__ __forceinline__ bool ggx_cuda_last_split(int *counter, int n_splits) {
+    __shared__ int last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(counter, 1) == n_splits - 1;
+    __syncthreads();
+    if (last) __threadfence();
+    return last != 0;
+}
+/* The SOFT_CAP epilogue (cuda_ops.cu's soft_cap_kernel, fused): cap * tanh(v / cap), or v */
+__device__ __forceinline__ float ggx_cuda_soft_cap_v(float v, float cap) {
+    return cap > 0.0f ? cap * tanhf(v / cap) : v;
+}
+
 /* Bytes of the quant part of a repacked weight (the scales follow, 16-byte aligned). */
 __host__ __device__ static inline size_t ggx_cuda_qs_bytes(enum ggx_type t, int64_t rows, int64_t cols) {
     size_t n = (size_t)rows * (size_t)cols;

@@ -197,7 +197,6 @@ __device__ __forceinline__ void mv_finish(const MvLaunch &a, float (&acc)[MV_RPW
             for (int o = 16; o > 0; o >>= 1) acc[r][t] += __shfl_xor_sync(0xffffffffu, acc[r][t], o);
     if (gridDim.y > 1) {
         /* split-K: publish this split's partial sums; the last split of the row block adds all */
-        __shared__ int last;
         const int grow = a.row_start[mi] + row0;
 #pragma unroll
         for (int r = 0; r < MV_RPW; r++)
@@ -209,12 +208,7 @@ __device__ __forceinline__ void mv_finish(const MvLaunch &a, float (&acc)[MV_RPW
 #pragma unroll
             for (int t = 0; t < NT; t++)
                 if (t == (int)threadIdx.x) a.part_ss[((size_t)blockIdx.y * 8 + t) * gridDim.x + blockIdx.x] = ss[t];
-        __threadfence();
-        __syncthreads();
-        if (threadIdx.x == 0) last = atomicAdd(&a.counters[blockIdx.x], 1) == (int)gridDim.y - 1;
-        __syncthreads();
-        if (!last) return;
-        __threadfence();
+        if (!ggx_cuda_last_split(&a.counters[blockIdx.x], (int)gridDim.y)) return;
 #pragma unroll
         for (int r = 0; r < MV_RPW; r++)
 #pragma unroll
@@ -248,7 +242,7 @@ __device__ __forceinline__ void mv_finish(const MvLaunch &a, float (&acc)[MV_RPW
                 if (a.epi[mi]) {
                     const float c = a.cap[mi];
                     v += a.bias[mi] ? a.bias[mi][row0 + r] : 0.0f;
-                    if (c > 0.0f) v = c * tanhf(v / c);
+                    v = ggx_cuda_soft_cap_v(v, c);
                 }
                 if (a.res[mi]) v += a.res[mi][(size_t)t * rows + row0 + r];
                 a.y[mi][(size_t)t * rows + row0 + r] = v;

@@ -382,13 +382,7 @@ __global__ void __launch_bounds__(MMQ_THREADS, MT == 1 ? 2 : 1) mmq_kernel(const
                 const int tok = 8 * n + 2 * t + (e & 1), r = r_a + 16 * m + (e >> 1) * 8;
                 if (tok < a.n_tok && r < rows) pp[(size_t)tok * a.total_rows + grow + r] = acc[m][n][e];
             }
-        __shared__ int last;
-        __threadfence();
-        __syncthreads();
-        if (tid == 0) last = atomicAdd(&a.counters[blockIdx.x], 1) == (int)gridDim.y - 1;
-        __syncthreads();
-        if (!last) return;
-        __threadfence();
+        if (!ggx_cuda_last_split(&a.counters[blockIdx.x], (int)gridDim.y)) return;
 #pragma unroll
         for (int m = 0; m < MT; m++)
 #pragma unroll
@@ -420,7 +414,7 @@ __global__ void __launch_bounds__(MMQ_THREADS, MT == 1 ? 2 : 1) mmq_kernel(const
                 float v = acc[m][n][e];
                 if (epi) {
                     if (bias) v += bias[r];
-                    if (cap > 0.0f) v = cap * tanhf(v / cap);
+                    v = ggx_cuda_soft_cap_v(v, cap);
                 }
                 y[(size_t)tok * rows + r] = v;
             }

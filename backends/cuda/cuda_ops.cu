@@ -79,7 +79,7 @@ __global__ void soft_cap_kernel(const float *x, const float *bias, float *dst, i
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x) {
         float v = x[i] + (bias ? bias[i % cols] : 0.0f);
-        dst[i] = cap > 0.0f ? cap * tanhf(v / cap) : v;
+        dst[i] = ggx_cuda_soft_cap_v(v, cap);
     }
 }
 
