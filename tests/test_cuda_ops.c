@@ -647,6 +647,13 @@ int main(void) {
     test_mlstm(3, 40, 70, 2, lc2, 2);
     test_mlstm(4, 32, 64, 3, lc3, 2);
     test_mlstm(8, 256, 512, 1, lc1, 2);
+    /* the tensor-core chunkwise kernels (GGX_CUDA_MLSTM_TC): whole chunks only; DQK and DV not
+     * multiples of 4 (4-byte staging), DQK over one 128-row tile, DV over one column tile */
+    const int lt1[1] = {128}, lt2[2] = {128, 65}, lt3[3] = {192, 70, 64}, lt7[2] = {1100, 577};
+    test_mlstm(2, 64, 64, 1, lt1, 2);
+    test_mlstm(3, 37, 70, 2, lt2, 2);
+    test_mlstm(2, 136, 130, 3, lt3, 2);
+    if (!san) test_mlstm(2, 256, 512, 2, lt7, 2); /* 7B heads, ~1k tokens */
     for (int ti = 0; ti < 5; ti++) {
         test_fused_chain(types[ti], 1);
         /* bf16 weights take the GEMM path (no fusions) from 4 tokens: 3 for them */

@@ -254,6 +254,11 @@ cudaError_t ggx_cuda_mlstm_chunkwise(cudaStream_t s, const ggx_cuda_mlstm_args *
 /* scratch floats the chunkwise path needs (0 if it cannot be used for these sizes) */
 size_t ggx_cuda_mlstm_scratch_floats(int n_seqs, int max_len, int total_tokens, int nh, int dqk,
                                      int dv, int chunk);
+/* the tensor-core version of the chunkwise path (cuda_mlstm_tc.cu; ggx_cuda_mlstm_chunkwise takes
+ * it unless GGX_CUDA_MLSTM_TC=0 or the GPU lacks sm_80 / 108 KB of shared memory per block) */
+bool ggx_cuda_mlstm_tc_enabled(void);
+cudaError_t ggx_cuda_mlstm_chunkwise_tc(cudaStream_t s, const ggx_cuda_mlstm_args *a);
+size_t ggx_cuda_mlstm_tc_scratch_floats(int n_seqs, int max_len, int total_tokens, int nh, int dqk, int dv);
 
 /* Fill n elements of a buffer of type t (device layout) with random data (benchmarks/tests). */
 cudaError_t ggx_cuda_fill_random_dev(cudaStream_t s, enum ggx_type t, void *w, int64_t rows,

@@ -473,11 +473,15 @@ size_t ggx_cuda_mlstm_scratch_floats(int n_seqs, int max_len, int total_tokens, 
                                      int dv, int chunk) {
     if (chunk != OC || max_len < chunk) return 0;
     const size_t max_chunks = (size_t)max_len / chunk;
-    return (size_t)2 * total_tokens * nh + (size_t)n_seqs * max_chunks * nh * st_stride(dqk, dv);
+    const size_t f32 = (size_t)2 * total_tokens * nh + (size_t)n_seqs * max_chunks * nh * st_stride(dqk, dv);
+    if (!ggx_cuda_mlstm_tc_enabled()) return f32;
+    const size_t tc = ggx_cuda_mlstm_tc_scratch_floats(n_seqs, max_len, total_tokens, nh, dqk, dv);
+    return tc > f32 ? tc : f32;
 }
 
 cudaError_t ggx_cuda_mlstm_chunkwise(cudaStream_t st, const ggx_cuda_mlstm_args *a) {
     if (!ggx_cuda_mlstm_supported(a->dqk, a->dv) || a->chunk != OC || !a->scratch) return cudaErrorInvalidValue;
+    if (ggx_cuda_mlstm_tc_enabled()) return ggx_cuda_mlstm_chunkwise_tc(st, a);
     const int max_chunks = a->max_len / a->chunk;
     if (max_chunks < 1) return cudaSuccess;
     const int T = a->total_tokens;
