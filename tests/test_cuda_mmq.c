@@ -11,7 +11,9 @@
  * (cap with bias, cap without bias, bias only), outputs poisoned with NaN before every run,
  * eager + captured + replayed runs (bitwise identical: split K is deterministic).
  * Tolerances (relative L2): bf16 activations 1e-2; with the exact matvecs selected (int8
- * activations off) the kernel splits x into bf16 hi + lo for up to 16 tokens: 1e-5.
+ * activations off) the kernel splits x into bf16 hi + lo for up to 16 tokens: 1e-5; int8
+ * activations (mmq8_kernel: mode 1 from 2 tokens, the default mode 2 from 3) 3e-2, like the
+ * int8-activation matvecs in test_cuda_ops. All three modes run (default, off, on).
  * Skips (77) when built without CUDA or when no GPU is present.
  */
 #include "testutil.h"
@@ -31,10 +33,21 @@ static int mmq_on(int n) {
     const char *e = getenv("GGX_CUDA_MMQ");
     return !(e && e[0] == '0') && n >= 2 && n <= 64;
 }
-static const char *path_of(int n) { return mmq_on(n) ? "mmq" : n == 1 || n <= 16 ? "matvec" : "gemm"; }
-/* tolerance: mmq with bf16 activations 1e-2, with hi + lo bf16 (exact matvecs selected, up
- * to 16 tokens) 1e-5; the other paths as in test_cuda_ops (int8-activation matvecs 3e-2) */
+/* whether mmq runs its int8-activation kernel (mmq8_kernel) for n tokens: int8 mode 1 always,
+ * the default mode 2 from 3 tokens, unless GGX_CUDA_MMQ_INT8=0 */
+static int mmq8_on(int n) {
+    const char *e = getenv("GGX_CUDA_MMQ_INT8");
+    const int m = ggx_cuda_int8_activations();
+    return mmq_on(n) && !(e && e[0] == '0') && (m == 1 || (m == 2 && n >= 3));
+}
+static const char *path_of(int n) {
+    return mmq8_on(n) ? "mmq int8" : mmq_on(n) ? "mmq" : n == 1 || n <= 16 ? "matvec" : "gemm";
+}
+/* tolerance: mmq with int8 activations 3e-2, with bf16 activations 1e-2, with hi + lo bf16
+ * (exact matvecs selected, up to 16 tokens) 1e-5; the other paths as in test_cuda_ops
+ * (int8-activation matvecs 3e-2) */
 static double tol_of(int n) {
+    if (mmq8_on(n)) return 3e-2;
     const int exact = !ggx_cuda_int8_activations();
     if (n > 16) return 1e-2;
     if (exact) return 1e-5;
@@ -178,16 +191,17 @@ int main(void) {
     const enum ggx_type types[2] = {GGX_TYPE_Q8_0, GGX_TYPE_Q4_0};
     const int ns[11] = {2, 3, 5, 8, 17, 31, 32, 33, 64, 1, 70};
     const int int8_default = ggx_cuda_int8_activations();
-    for (int mode = 0; mode < 2; mode++) {
-        /* mode 0: the backend's default activations; 1: the other setting */
-        const int int8 = mode == 0 ? int8_default : !int8_default;
+    for (int mode = 0; mode < 3; mode++) {
+        /* mode 0: the backend's default activations (2: int8 for 1-2 tokens on the matvecs,
+         * from 3 on mmq); 1: off (0, exact); 2: on for every token count (1) */
+        const int int8 = mode == 0 ? int8_default : mode == 1 ? 0 : 1;
         ggx_cuda_set_int8_activations(int8);
-        printf("int8 activations %s:\n", int8 ? "on" : "off");
+        printf("int8 activations mode %d:\n", int8);
         for (int ti = 0; ti < 2; ti++) {
             const enum ggx_type t = types[ti];
             /* n_tok sweep: 77 rows (one partial row tile), 11 blocks of K (odd, one K tile) */
             for (int k = 0; k < 11; k++) test_group(t, 77, 352, ns[k], 3);
-            if (mode == 1 && san) continue;
+            if (mode >= 1 && san) continue;
             /* several tiles, split K with a short last tile, 8 matrices in one launch */
             test_group(t, 300, 1056, 8, 8);
             test_group(t, 300, 1056, 33, 8);

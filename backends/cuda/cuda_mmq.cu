@@ -77,6 +77,8 @@ struct MmqArgs {
     int total_rows;
     int sc_async;        /* cols / 32 even: scales 4-byte aligned per row, copied by cp.async */
     float *part;         /* [splits][n_tok][total_rows] */
+    const int8_t *xq;    /* mmq8_kernel: quantized x [NT][n_tiles * KT] */
+    const float *xd;     /* and its scales [n_tiles * KT / 32][NT] */
     int *counters;       /* [row blocks], zero between launches */
 };
 
@@ -156,6 +158,71 @@ __device__ __forceinline__ uint32_t bf2(float lo, float hi) {
 }
 __device__ __forceinline__ float bf_lo(uint32_t u) { return __uint_as_float(u << 16); }
 __device__ __forceinline__ float bf_hi(uint32_t u) { return __uint_as_float(u & 0xFFFF0000u); }
+
+/* the end of a launch: split K (partials, then the last block of the row block adds them in
+ * split order), the soft-cap epilogue, the store. acc: rows (r_a + 16m, r_a + 16m + 8) x tokens
+ * (8n + 2t, 8n + 2t + 1) of this thread. */
+template <int MT, int NTL>
+__device__ __forceinline__ void mmq_finish(const MmqArgs &a, float (&acc)[MT][NTL][4], int mi, int rows,
+                                           int r_a, int t) {
+    const int tid = threadIdx.x;
+    if (gridDim.y > 1) {
+        const int grow = a.row_start[mi];
+        float *pp = a.part + (size_t)blockIdx.y * a.n_tok * a.total_rows;
+#pragma unroll
+        for (int m = 0; m < MT; m++)
+#pragma unroll
+        for (int n = 0; n < NTL; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int tok = 8 * n + 2 * t + (e & 1), r = r_a + 16 * m + (e >> 1) * 8;
+                if (tok < a.n_tok && r < rows) pp[(size_t)tok * a.total_rows + grow + r] = acc[m][n][e];
+            }
+        if (!ggx_cuda_last_split(&a.counters[blockIdx.x], (int)gridDim.y)) return;
+        /* split by split, with every element's load of one split in flight at once (the split
+         * loop innermost made one chain of dependent L2 loads per element, element after
+         * element: 16 x 8 L2 latencies per thread for 32 tokens and 8 splits) */
+        /* (in place: this block's own partial is re-read like the others, in split order) */
+#pragma unroll
+        for (int m = 0; m < MT; m++)
+#pragma unroll
+            for (int n = 0; n < NTL; n++) acc[m][n][0] = acc[m][n][1] = acc[m][n][2] = acc[m][n][3] = 0.0f;
+#pragma unroll 1
+        for (int y = 0; y < (int)gridDim.y; y++) {
+            const float *py = a.part + (size_t)y * a.n_tok * a.total_rows + grow;
+#pragma unroll
+            for (int m = 0; m < MT; m++)
+#pragma unroll
+            for (int n = 0; n < NTL; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int tok = 8 * n + 2 * t + (e & 1), r = r_a + 16 * m + (e >> 1) * 8;
+                    if (tok < a.n_tok && r < rows) acc[m][n][e] += __ldcg(py + (size_t)tok * a.total_rows + r);
+                }
+        }
+        if (tid == 0) a.counters[blockIdx.x] = 0;
+    }
+    const bool epi = a.epi[mi] != 0;
+    const float cap = a.cap[mi];
+    const float *bias = a.bias[mi];
+    float *y = a.y[mi];
+#pragma unroll
+    for (int m = 0; m < MT; m++)
+#pragma unroll
+    for (int n = 0; n < NTL; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int tok = 8 * n + 2 * t + (e & 1), r = r_a + 16 * m + (e >> 1) * 8;
+            if (tok < a.n_tok && r < rows) {
+                float v = acc[m][n][e];
+                if (epi) {
+                    if (bias) v += bias[r];
+                    v = ggx_cuda_soft_cap_v(v, cap);
+                }
+                y[(size_t)tok * rows + r] = v;
+            }
+        }
+}
 
 template <int T, int NTL, int S, int MT>
 __global__ void __launch_bounds__(MMQ_THREADS, MT == 1 ? 2 : 1) mmq_kernel(const MmqArgs a) {
@@ -369,56 +436,268 @@ __global__ void __launch_bounds__(MMQ_THREADS, MT == 1 ? 2 : 1) mmq_kernel(const
     cp_async_wait<0>();
 
     /* rows (16m + g, 16m + g + 8) x tokens (8n + 2t, 8n + 2t + 1) of this thread */
-    const int r_a = rb0 + warp * 16 * MT + g;
-    if (gridDim.y > 1) {
-        const int grow = a.row_start[mi];
-        float *pp = a.part + (size_t)blockIdx.y * a.n_tok * a.total_rows;
-#pragma unroll
-        for (int m = 0; m < MT; m++)
-#pragma unroll
-        for (int n = 0; n < NTL; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int tok = 8 * n + 2 * t + (e & 1), r = r_a + 16 * m + (e >> 1) * 8;
-                if (tok < a.n_tok && r < rows) pp[(size_t)tok * a.total_rows + grow + r] = acc[m][n][e];
-            }
-        if (!ggx_cuda_last_split(&a.counters[blockIdx.x], (int)gridDim.y)) return;
-#pragma unroll
-        for (int m = 0; m < MT; m++)
-#pragma unroll
-        for (int n = 0; n < NTL; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int tok = 8 * n + 2 * t + (e & 1), r = r_a + 16 * m + (e >> 1) * 8;
-                if (tok < a.n_tok && r < rows) {
-                    float v = 0.0f;
-                    for (int y = 0; y < (int)gridDim.y; y++)
-                        v += __ldcg(&a.part[((size_t)y * a.n_tok + tok) * a.total_rows + grow + r]);
-                    acc[m][n][e] = v;
-                }
-            }
-        if (tid == 0) a.counters[blockIdx.x] = 0;
+    mmq_finish<MT, NTL>(a, acc, mi, rows, rb0 + warp * 16 * MT + g, t);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * int8 activations (mmq8_kernel): mma.sync m16n8k32 s8 x s8 -> s32 on the quants themselves.
+ *
+ * x is quantized once per launch by mmq8_quant_kernel (per token and 32-block: d_x = amax / 127,
+ * q = rint(x / d_x), like mvq_kernel and ggml's q8_1) into a padded scratch the whole grid then
+ * reads: xq int8 [NT][n_tiles * KT], {d_x, -M * d_x} f32x2 [n_tiles * BPT][NT] (block-major, so each K tile's
+ * scales are one contiguous run). Per 32-block, row r and token n: acc += d_w * (d_x * (q_w . q_x))
+ * in f32; the integer dot is exact. Two FFMAs per output element and block: the mma accumulator
+ * starts at 0x4B400000 (M = 1.5 * 2^23 as f32), so the s32 result read as f32 is M + dot exactly
+ * (|dot| <= 32 * 128 * 127 < 2^22), and fma(M + dot, d_x, -M * d_x) is d_x * dot rounded once:
+ * d_x is rounded to 22 significant bits by the quantize kernel, so -M * d_x (stored next to it)
+ * is exact. (An I2F is a quarter-rate instruction; FADD + FMUL + FFMA was 50% more issue.)
+ *
+ * Fragments: a thread owns, per 32-block, bytes 8t..8t+7 of rows g and g + 8 (q8_0; the k order
+ * inside an mma is free, so x is read with the same permutation: one 8-byte load per n tile). q4_0:
+ * bytes 4t..4t+3 of the 16-byte block, i.e. elements 4t.. (low nibbles) and 16 + 4t.. (high); they
+ * become s8 16 * (q - 8) with one or two logic ops ((nibble << 4) ^ 0x80), the factor 16 being
+ * folded into d_x; the quantize kernel stores each q4_0 block's x in the matching order
+ * (position 8t + 4h + i holds element 16h + 4t + i).
+ *
+ * Layout of the work: as mmq_kernel with one m tile per warp (BM = 128 rows per block, every warp
+ * all NT tokens), KT = 128, a 3-4 stage cp.async ring holding per stage the weight tile, its
+ * scales, the x tile and its scales (x from the scratch, so no conversion and a quarter of the
+ * old L2 traffic for x), one __syncthreads per tile; split K as mmq_kernel (deterministic).
+ * ---------------------------------------------------------------------------------------- */
+constexpr int MMQ8_KT = 128;
+constexpr size_t MMQ8_XQ_BYTES = (size_t)8 << 20;  /* x scratch: NT * padded cols int8 */
+constexpr size_t MMQ8_XD_FLOATS = (size_t)1 << 20; /* and its scales */
+
+template <int T, int NTL> struct Cfg8 {
+    static constexpr bool Q4 = T == GGX_TYPE_Q4_0;
+    static constexpr int BM = MMQ_WARPS * 16;
+    static constexpr int NT = NTL * 8;
+    static constexpr int KT = MMQ8_KT;
+    static constexpr int BPT = KT / 32;
+    static constexpr int WROW = Q4 ? KT / 2 : KT;
+    /* row strides: q8_0 rows (and x rows) are read as 8 bytes by 4 rows x 4 lanes per phase
+     * (stride = 32 mod 128), q4_0 rows as 4 bytes by 8 rows x 4 lanes (16 mod 128) */
+    static constexpr int WSTR = WROW + (Q4 ? 16 : 32);
+    static constexpr int XSTR = KT + 32;
+    static constexpr int W_ST = BM * WSTR;     /* bytes per stage: weights */
+    static constexpr int SC_ST = BM * BPT * 2; /* their f16 scales [BM][BPT] */
+    static constexpr int X_ST = NT * XSTR;     /* x int8 [NT][XSTR] */
+    static constexpr int XD_ST = BPT * NT * 8; /* x scales {d, -M d} [BPT][NT] */
+    static constexpr int STAGE = W_ST + SC_ST + X_ST + XD_ST;
+    static constexpr int NS = 4 * STAGE <= 110 * 1024 ? 4 : 3; /* 2 blocks per SM on the H100 */
+    static constexpr int SMEM = NS * STAGE;
+    static constexpr int WCH = BM * WROW / 16; /* 16-byte copies per tile: weights */
+    static constexpr int XCH = NT * KT / 16;   /* x */
+    static constexpr int XDCH = BPT * NT / 2;  /* x scales */
+    static constexpr int SCN = BM * BPT / MMQ_THREADS;
+    static_assert(WCH % MMQ_THREADS == 0 && SCN >= 1 && STAGE % 16 == 0 && W_ST % 16 == 0 &&
+                      X_ST % 16 == 0, "tile shape");
+};
+
+__device__ __forceinline__ void mma_s8(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                       uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* x [n_tok, cols] (transformed) -> xq [nt_pad][cpad] int8, xd [cpad / 32][nt_pad] {d, -M d}; zeros past
+ * n_tok and cols. One thread per 4 elements, 8 lanes per 32-block (the grid covers nt_pad * cpad
+ * / 4 threads exactly: cpad is a multiple of 128, nt_pad of 8). */
+template <bool Q4>
+__global__ void __launch_bounds__(256) mmq8_quant_kernel(const float *x, const float *xb, int xmode,
+                                                         int cols, int n_tok, int nt_pad, int cpad,
+                                                         int8_t *xq, float *xd) {
+    GGX_PDL_ENTER();
+    const int u = (int)blockIdx.x * 256 + (int)threadIdx.x;
+    const int upr = cpad / 4;
+    const int tok = u / upr, f = u % upr, e = 4 * f;
+    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (tok < n_tok && e < cols) {
+        const size_t o = (size_t)tok * cols + e;
+        v = __ldg(reinterpret_cast<const float4 *>(x + o));
+        if (xmode != GGX_CUDA_X_PLAIN) {
+            const float4 b = __ldg(reinterpret_cast<const float4 *>(xb + o));
+            v.x = xform(xmode, v.x, b.x);
+            v.y = xform(xmode, v.y, b.y);
+            v.z = xform(xmode, v.z, b.z);
+            v.w = xform(xmode, v.w, b.w);
+        }
     }
-    const bool epi = a.epi[mi] != 0;
-    const float cap = a.cap[mi];
-    const float *bias = a.bias[mi];
-    float *y = a.y[mi];
+    float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
 #pragma unroll
-    for (int m = 0; m < MT; m++)
-#pragma unroll
-    for (int n = 0; n < NTL; n++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const int tok = 8 * n + 2 * t + (e & 1), r = r_a + 16 * m + (e >> 1) * 8;
-            if (tok < a.n_tok && r < rows) {
-                float v = acc[m][n][e];
-                if (epi) {
-                    if (bias) v += bias[r];
-                    v = ggx_cuda_soft_cap_v(v, cap);
-                }
-                y[(size_t)tok * rows + r] = v;
+    for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    const int q0 = __float2int_rn(v.x * inv), q1 = __float2int_rn(v.y * inv);
+    const int q2 = __float2int_rn(v.z * inv), q3 = __float2int_rn(v.w * inv);
+    const uint32_t packed = (uint32_t)(q0 & 0xff) | (uint32_t)(q1 & 0xff) << 8 |
+                            (uint32_t)(q2 & 0xff) << 16 | (uint32_t)(q3 & 0xff) << 24;
+    const int blk = e >> 5, grp = f & 7;
+    const int pos = Q4 ? 8 * (grp & 3) + 4 * (grp >> 2) : 4 * grp;
+    *reinterpret_cast<uint32_t *>(xq + (size_t)tok * cpad + 32 * blk + pos) = packed;
+    if (grp == 0) {
+        /* 22 significant bits (round to nearest), so that -1.5 * 2^23 * d is exact */
+        const float d = __uint_as_float((__float_as_uint(amax / 127.0f * (Q4 ? 0.0625f : 1.0f)) + 2u) & ~3u);
+        reinterpret_cast<float2 *>(xd)[(size_t)blk * nt_pad + tok] = make_float2(d, -12582912.0f * d);
+    }
+}
+
+template <int T, int NTL>
+__global__ void __launch_bounds__(MMQ_THREADS, 2) mmq8_kernel(const MmqArgs a) {
+    using C = Cfg8<T, NTL>;
+    constexpr bool Q4 = C::Q4;
+    constexpr int NS = C::NS, BM = C::BM, KT = C::KT, BPT = C::BPT, WROW = C::WROW;
+    constexpr int WSTR = C::WSTR, XSTR = C::XSTR, NT = C::NT;
+    constexpr int CPR = WROW / 16; /* 16-byte copies per row per tile */
+    extern __shared__ __align__(16) uint8_t smem[]; /* [NS] stages: W, W scales, x, x scales */
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    int mi = 0;
+#pragma unroll 1
+    while (mi + 1 < a.n_mats && (int)blockIdx.x >= a.block_start[mi + 1]) mi++;
+    const int rows = a.rows[mi], cols = a.cols;
+    const int rb0 = ((int)blockIdx.x - a.block_start[mi]) * BM;
+    const uint8_t *wq = a.w[mi];
+    const __half *wsc = reinterpret_cast<const __half *>(wq + ggx_cuda_qs_bytes((enum ggx_type)T, rows, cols));
+    const int bpr = cols / 32;
+    const size_t qrow = Q4 ? (size_t)cols / 2 : (size_t)cols;
+    const size_t cpad = (size_t)a.n_tiles * KT; /* x scratch row stride */
+    const int tile0 = (int)blockIdx.y * a.tps;
+    const int tile1 = tile0 + a.tps < a.n_tiles ? tile0 + a.tps : a.n_tiles;
+    const int n_local = tile1 - tile0;
+
+    /* weight tile j (local) and its scales when 4-byte aligned (else load_sc / store_sc) */
+    auto load_w = [&](int j) {
+        if (j >= n_local) return;
+        uint8_t *st = smem + (j % NS) * C::STAGE;
+        if (a.sc_async) {
+            __half *ssc = reinterpret_cast<__half *>(st + C::W_ST);
+            constexpr int SW = BPT / 2;
+            for (int c = tid; c < BM * SW; c += MMQ_THREADS) {
+                const int r = c / SW, wd = c % SW;
+                const int gr = rb0 + r < rows ? rb0 + r : rows - 1;
+                const int blk = (tile0 + j) * BPT + 2 * wd;
+                const bool ok = blk < bpr;
+                cp_async4(ssc + r * BPT + 2 * wd, wsc + (size_t)gr * bpr + (ok ? blk : 0), ok);
             }
         }
+        const size_t kb = (size_t)(tile0 + j) * WROW;
+#pragma unroll
+        for (int i = 0; i < C::WCH / MMQ_THREADS; i++) {
+            const int c = tid + i * MMQ_THREADS, r = c / CPR, ch = c % CPR;
+            const int gr = rb0 + r < rows ? rb0 + r : rows - 1;
+            const size_t off = kb + (size_t)ch * 16;
+            const bool ok = off < qrow;
+            cp_async16(st + r * WSTR + ch * 16, wq + (size_t)gr * qrow + (ok ? off : 0), ok);
+        }
+    };
+    /* x tile j and its scales (the scratch is padded: every copy is in bounds) */
+    auto load_x = [&](int j) {
+        if (j >= n_local) return;
+        uint8_t *sx = smem + (j % NS) * C::STAGE + C::W_ST + C::SC_ST;
+#pragma unroll
+        for (int i = 0; i < (C::XCH + MMQ_THREADS - 1) / MMQ_THREADS; i++) {
+            const int c = tid + i * MMQ_THREADS, tok = c / (KT / 16), ch = c % (KT / 16);
+            if (C::XCH % MMQ_THREADS == 0 || c < C::XCH)
+                cp_async16(sx + tok * XSTR + ch * 16, a.xq + tok * cpad + (size_t)(tile0 + j) * KT + ch * 16, true);
+        }
+        uint8_t *sd = sx + C::X_ST;
+        if (tid < C::XDCH)
+            cp_async16(sd + 16 * tid, a.xd + (size_t)(tile0 + j) * BPT * NT * 2 + 4 * tid, true);
+    };
+    auto load_sc = [&](int j, __half (&v)[C::SCN]) {
+        if (a.sc_async) return;
+#pragma unroll
+        for (int i = 0; i < C::SCN; i++) {
+            const int c = tid + i * MMQ_THREADS, r = c / BPT, b = c % BPT;
+            const int gr = rb0 + r < rows ? rb0 + r : rows - 1;
+            const int blk = (tile0 + j) * BPT + b;
+            v[i] = j < n_local && blk < bpr ? wsc[(size_t)gr * bpr + blk] : __float2half(0.0f);
+        }
+    };
+    auto store_sc = [&](int j, const __half (&v)[C::SCN]) {
+        if (a.sc_async) return;
+        __half *ssc = reinterpret_cast<__half *>(smem + (j % NS) * C::STAGE + C::W_ST);
+#pragma unroll
+        for (int i = 0; i < C::SCN; i++) ssc[tid + i * MMQ_THREADS] = v[i];
+    };
+
+    /* prologue: the first stages' weights before the PDL wait (weights are never written by the
+     * step; x is written by the quantize kernel just before), then their x; tile j's copies are
+     * all in commit groups <= j */
+    __half scv[C::SCN];
+#pragma unroll
+    for (int j = 0; j < NS - 1; j++) {
+        load_w(j);
+        load_sc(j, scv);
+        store_sc(j, scv);
+    }
+#ifdef GGX_PDL_ENTER
+    GGX_PDL_ENTER();
+#endif
+#pragma unroll
+    for (int j = 0; j < NS - 1; j++) {
+        load_x(j);
+        cp_async_commit();
+    }
+
+    float acc[1][NTL][4];
+#pragma unroll
+    for (int n = 0; n < NTL; n++) acc[0][n][0] = acc[0][n][1] = acc[0][n][2] = acc[0][n][3] = 0.0f;
+
+#pragma unroll 1
+    for (int j = 0; j < n_local; j++) {
+        cp_async_wait<NS - 2>(); /* this thread's copies of tile j have landed */
+        __syncthreads();         /* everyone's; stage (j-1) % NS is free */
+        load_w(j + NS - 1);
+        load_x(j + NS - 1);
+        cp_async_commit();
+        load_sc(j + NS - 1, scv);
+
+        const uint8_t *st = smem + (j % NS) * C::STAGE;
+        const uint8_t *wa = st + (warp * 16 + g) * WSTR;
+        const __half *sca = reinterpret_cast<const __half *>(st + C::W_ST) + (warp * 16 + g) * BPT;
+        const uint8_t *xbp = st + C::W_ST + C::SC_ST + g * XSTR + 8 * t;
+        const float *xdp = reinterpret_cast<const float *>(st + C::W_ST + C::SC_ST + C::X_ST) + 4 * t;
+        const int left = (cols - (tile0 + j) * KT) / 32;
+        const int nblk = left < BPT ? left : BPT;
+#pragma unroll
+        for (int b = 0; b < BPT; b++) {
+            if (b < nblk) {
+                uint32_t a0, a1, a2, a3;
+                if (Q4) {
+                    const uint32_t u0 = *reinterpret_cast<const uint32_t *>(wa + 16 * b + 4 * t);
+                    const uint32_t u1 = *reinterpret_cast<const uint32_t *>(wa + 8 * WSTR + 16 * b + 4 * t);
+                    a0 = ((u0 << 4) & 0xF0F0F0F0u) ^ 0x80808080u; /* 16 * (q - 8), low nibbles */
+                    a1 = ((u1 << 4) & 0xF0F0F0F0u) ^ 0x80808080u;
+                    a2 = (u0 & 0xF0F0F0F0u) ^ 0x80808080u;        /* high nibbles */
+                    a3 = (u1 & 0xF0F0F0F0u) ^ 0x80808080u;
+                } else {
+                    const uint2 r0 = *reinterpret_cast<const uint2 *>(wa + 32 * b + 8 * t);
+                    const uint2 r1 = *reinterpret_cast<const uint2 *>(wa + 8 * WSTR + 32 * b + 8 * t);
+                    a0 = r0.x, a1 = r1.x, a2 = r0.y, a3 = r1.y;
+                }
+                const float d0 = __half2float(sca[b]), d1 = __half2float(sca[8 * BPT + b]);
+#pragma unroll
+                for (int n = 0; n < NTL; n++) {
+                    const uint2 bx = *reinterpret_cast<const uint2 *>(xbp + n * 8 * XSTR + 32 * b);
+                    /* tokens 8n + 2t, 8n + 2t + 1: {d, -M d} each */
+                    const float4 dx = *reinterpret_cast<const float4 *>(xdp + 2 * (b * NT + 8 * n));
+                    int c[4] = {0x4B400000, 0x4B400000, 0x4B400000, 0x4B400000};
+                    mma_s8(c, a0, a1, a2, a3, bx.x, bx.y);
+                    acc[0][n][0] = fmaf(fmaf(__int_as_float(c[0]), dx.x, dx.y), d0, acc[0][n][0]);
+                    acc[0][n][1] = fmaf(fmaf(__int_as_float(c[1]), dx.z, dx.w), d0, acc[0][n][1]);
+                    acc[0][n][2] = fmaf(fmaf(__int_as_float(c[2]), dx.x, dx.y), d1, acc[0][n][2]);
+                    acc[0][n][3] = fmaf(fmaf(__int_as_float(c[3]), dx.z, dx.w), d1, acc[0][n][3]);
+                }
+            }
+        }
+        /* tile j+NS-1's scales (odd cols / 32): their stage was last read in iteration j-1 */
+        store_sc(j + NS - 1, scv);
+    }
+    cp_async_wait<0>();
+    mmq_finish<1, NTL>(a, acc, mi, rows, rb0 + warp * 16 + g, t);
 }
 
 /* ---- host side ---- */
@@ -430,6 +709,12 @@ int g_optin = 0;              /* shared memory a block may opt in to */
 int g_n_sm = 0;
 float *g_part = nullptr;
 int *g_counters = nullptr;
+/* GGX_CUDA_MMQ_INT8 (read once per process, so it never changes between captured graphs): 0
+ * keeps the bf16-activation kernel for every mode; GGX_CUDA_MMQ_INT8_MIN=N: int8 from N tokens
+ * in the default mode 2 (default 3) */
+int g_int8 = 1, g_int8_min = 3;
+int8_t *g_xq = nullptr; /* mmq8_kernel's quantized x and scales (MMQ8_XQ_BYTES, MMQ8_XD_FLOATS) */
+float *g_xd = nullptr;
 
 constexpr int MMQ_SMEM_MIN = 106496; /* the largest one-m-tile instantiation's shared memory */
 
@@ -451,6 +736,8 @@ void read_env() {
     if ((e = getenv("GGX_CUDA_MMQ_MAX")) && atoi(e) >= 2) g_max_tok = atoi(e);
     if ((e = getenv("GGX_CUDA_MMQ_SPLIT"))) g_split_mode = atoi(e) != 0;
     if ((e = getenv("GGX_CUDA_MMQ_DEBUG"))) g_debug = atoi(e);
+    if ((e = getenv("GGX_CUDA_MMQ_INT8"))) g_int8 = atoi(e) != 0;
+    if ((e = getenv("GGX_CUDA_MMQ_INT8_MIN")) && atoi(e) >= 2) g_int8_min = atoi(e);
 }
 
 /* scratch for split K and the SM count, once (never while a stream is being captured: the
@@ -473,35 +760,23 @@ void init_once(cudaStream_t s) {
         g_counters = nullptr;
         (void)cudaGetLastError();
     }
+    if (cudaMalloc(&g_xq, MMQ8_XQ_BYTES) != cudaSuccess ||
+        cudaMalloc(&g_xd, sizeof(float) * MMQ8_XD_FLOATS) != cudaSuccess) {
+        cudaFree(g_xq);
+        cudaFree(g_xd);
+        g_xq = nullptr; /* mmq8_kernel off: the bf16 kernel runs instead */
+        g_xd = nullptr;
+        (void)cudaGetLastError();
+    }
     g_n_sm = n;
 }
 
-/* the launch: row blocks of BM rows per matrix, K split S ways. The blocks stream for about the
- * same time each, so a grid of 1.1 waves takes as long as 2 full ones: S is chosen (1..8) to
- * fill the last wave best (slots = resident blocks per SM x SMs), with >= 2 tiles per split and
- * the partials' traffic under a quarter of the weights'. GGX_CUDA_MMQ_SPLIT=0: the first policy
- * (split until there are 2 blocks per SM), for A/B runs. */
-template <int T, int NTL, int S, int MT>
-cudaError_t launch(cudaStream_t s, MmqArgs &a, const ggx_cuda_mv_mat *mats, size_t weight_bytes) {
-    using C = Cfg<T, NTL, S, MT>;
-    static int per_sm = 0;
-    if (!per_sm) {
-        cudaError_t e = cudaFuncSetAttribute(mmq_kernel<T, NTL, S, MT>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
-        if (e != cudaSuccess) return e;
-        int nb = 0;
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, mmq_kernel<T, NTL, S, MT>, MMQ_THREADS,
-                                                          C::SMEM) != cudaSuccess || nb < 1)
-            nb = 1;
-        per_sm = nb;
-    }
-    int n_rb = 0;
-    for (int k = 0; k < a.n_mats; k++) {
-        a.block_start[k] = n_rb;
-        n_rb += (mats[k].rows + C::BM - 1) / C::BM;
-    }
-    a.block_start[a.n_mats] = n_rb;
-    a.n_tiles = (a.cols + C::KT - 1) / C::KT;
+/* K splits for a launch of n_rb row blocks (sets a.tps, returns the split count): the blocks
+ * stream for about the same time each, so a grid of 1.1 waves takes as long as 2 full ones: the
+ * split count (1..8) is the one that fills the last wave best (slots = resident blocks per SM x
+ * SMs), with >= 2 tiles per split and the partials' traffic under a quarter of the weights'.
+ * GGX_CUDA_MMQ_SPLIT=0: the first policy (split until there are 2 blocks per SM), for A/B runs. */
+int pick_splits(MmqArgs &a, int n_rb, int per_sm, size_t weight_bytes) {
     const int slots = per_sm * (g_n_sm ? g_n_sm : 132);
     int max_s = 1;
     if (g_part && n_rb <= MMQ_COUNTERS) {
@@ -529,11 +804,38 @@ cudaError_t launch(cudaStream_t s, MmqArgs &a, const ggx_cuda_mv_mat *mats, size
     }
     a.tps = (a.n_tiles + splits - 1) / splits;
     splits = (a.n_tiles + a.tps - 1) / a.tps;
+    return splits;
+}
+
+/* the launch: row blocks of BM rows per matrix, K split (pick_splits) */
+template <int T, int NTL, int S, int MT>
+cudaError_t launch(cudaStream_t s, MmqArgs &a, const ggx_cuda_mv_mat *mats, size_t weight_bytes) {
+    using C = Cfg<T, NTL, S, MT>;
+    static int per_sm = 0;
+    if (!per_sm) {
+        cudaError_t e = cudaFuncSetAttribute(mmq_kernel<T, NTL, S, MT>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+        if (e != cudaSuccess) return e;
+        int nb = 0;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, mmq_kernel<T, NTL, S, MT>, MMQ_THREADS,
+                                                          C::SMEM) != cudaSuccess || nb < 1)
+            nb = 1;
+        per_sm = nb;
+    }
+    int n_rb = 0;
+    for (int k = 0; k < a.n_mats; k++) {
+        a.block_start[k] = n_rb;
+        n_rb += (mats[k].rows + C::BM - 1) / C::BM;
+    }
+    a.block_start[a.n_mats] = n_rb;
+    a.n_tiles = (a.cols + C::KT - 1) / C::KT;
+    const int splits = pick_splits(a, n_rb, per_sm, weight_bytes);
     if (g_debug > 0) { /* GGX_CUDA_MMQ_DEBUG=N: the shapes of the first N launches */
         g_debug--;
         fprintf(stderr, "mmq: %s mats %d rows %d cols %d tok %d NT %d S %d: %d row blocks x %d splits "
                 "(%d tiles each), %d blocks/SM, %d slots\n", T == GGX_TYPE_Q4_0 ? "q4_0" : "q8_0",
-                a.n_mats, a.total_rows, a.cols, a.n_tok, C::NT, S, n_rb, splits, a.tps, per_sm, slots);
+                a.n_mats, a.total_rows, a.cols, a.n_tok, C::NT, S, n_rb, splits, a.tps, per_sm,
+                per_sm * (g_n_sm ? g_n_sm : 132));
     }
     a.part = g_part;
     a.counters = g_counters;
@@ -546,6 +848,56 @@ cudaError_t launch(cudaStream_t s, MmqArgs &a, const ggx_cuda_mv_mat *mats, size
     return cudaGetLastError();
 }
 
+/* int8 activations: quantize x into the scratch (one small kernel), then mmq8_kernel. false
+ * (nothing launched) when the scratch is too small for this shape or the shared memory does not
+ * fit: the caller takes mmq_kernel. */
+template <int T, int NTL>
+bool launch8(cudaStream_t s, MmqArgs &a, const ggx_cuda_mv_mat *mats, size_t weight_bytes, cudaError_t *err) {
+    using C = Cfg8<T, NTL>;
+    static int per_sm = 0;
+    *err = cudaSuccess;
+    const int n_tiles = (a.cols + C::KT - 1) / C::KT;
+    const size_t cpad = (size_t)n_tiles * C::KT;
+    if (!g_xq || C::SMEM > g_optin || (size_t)C::NT * cpad > MMQ8_XQ_BYTES ||
+        (size_t)C::NT * (cpad / 32) * 2 > MMQ8_XD_FLOATS)
+        return false;
+    if (!per_sm) {
+        *err = cudaFuncSetAttribute(mmq8_kernel<T, NTL>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+        if (*err != cudaSuccess) return true;
+        int nb = 0;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, mmq8_kernel<T, NTL>, MMQ_THREADS, C::SMEM) !=
+                cudaSuccess || nb < 1)
+            nb = 1;
+        per_sm = nb;
+    }
+    int n_rb = 0;
+    for (int k = 0; k < a.n_mats; k++) {
+        a.block_start[k] = n_rb;
+        n_rb += (mats[k].rows + C::BM - 1) / C::BM;
+    }
+    a.block_start[a.n_mats] = n_rb;
+    a.n_tiles = n_tiles;
+    const int splits = pick_splits(a, n_rb, per_sm, weight_bytes);
+    if (g_debug > 0) {
+        g_debug--;
+        fprintf(stderr, "mmq8: %s mats %d rows %d cols %d tok %d NT %d: %d row blocks x %d splits "
+                "(%d tiles each), %d blocks/SM, %d stages, %d B smem\n", T == GGX_TYPE_Q4_0 ? "q4_0" : "q8_0",
+                a.n_mats, a.total_rows, a.cols, a.n_tok, C::NT, n_rb, splits, a.tps, per_sm, C::NS, C::SMEM);
+    }
+    a.part = g_part;
+    a.counters = g_counters;
+    a.xq = g_xq;
+    a.xd = g_xd;
+    *err = [&]() -> cudaError_t {
+        const unsigned qblocks = (unsigned)((size_t)C::NT * cpad / 4 / 256);
+        GGX_LAUNCH((mmq8_quant_kernel<C::Q4>), dim3(qblocks), 256, 0, s, a.x, a.xb, a.xmode, a.cols, a.n_tok,
+                   C::NT, (int)cpad, g_xq, g_xd);
+        GGX_LAUNCH((mmq8_kernel<T, NTL>), dim3((unsigned)n_rb, (unsigned)splits), MMQ_THREADS, C::SMEM, s, a);
+        return cudaGetLastError();
+    }();
+    return true;
+}
+
 /* one m tile per warp: two (256 rows per block, half the x traffic per weight byte, one block
  * of 8 warps per SM) measured slower at 32 and 64 tokens (H100, 7B q8_0 decode B=32 18.2 vs
  * 14.9 ms/step, B=64 32.7 vs 26.9), so the kernel keeps MT as a parameter but uses 1 */
@@ -555,8 +907,17 @@ cudaError_t launch_mt(cudaStream_t s, MmqArgs &a, const ggx_cuda_mv_mat *mats, s
 }
 
 template <int T>
-cudaError_t launch_type(cudaStream_t s, MmqArgs &a, const ggx_cuda_mv_mat *mats, size_t wb, bool exact) {
+cudaError_t launch_type(cudaStream_t s, MmqArgs &a, const ggx_cuda_mv_mat *mats, size_t wb, bool exact,
+                        bool int8) {
     const int nt = a.n_tok;
+    if (int8) {
+        cudaError_t e = cudaSuccess;
+        const bool done = nt <= 8    ? launch8<T, 1>(s, a, mats, wb, &e)
+                          : nt <= 16 ? launch8<T, 2>(s, a, mats, wb, &e)
+                          : nt <= 32 ? launch8<T, 4>(s, a, mats, wb, &e)
+                                     : launch8<T, 8>(s, a, mats, wb, &e);
+        if (done) return e;
+    }
     if (nt <= 8) return exact ? launch_mt<T, 1, 3>(s, a, mats, wb) : launch_mt<T, 1, 1>(s, a, mats, wb);
     if (nt <= 16) return exact ? launch_mt<T, 2, 3>(s, a, mats, wb) : launch_mt<T, 2, 1>(s, a, mats, wb);
     if (nt <= 32) return launch_mt<T, 4, 1>(s, a, mats, wb);
@@ -601,10 +962,13 @@ cudaError_t ggx_cuda_mmq(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat 
             a.total_rows += mats[k].rows;
             wb += ggx_cuda_weight_bytes(t, mats[k].rows, cols);
         }
-        /* the exact f32 matvecs are selected (int8 activations off): x as bf16 hi + mid + lo */
-        const bool exact = !ggx_cuda_mv_int8_x();
-        const cudaError_t e = t == GGX_TYPE_Q8_0 ? launch_type<GGX_TYPE_Q8_0>(s, a, mats, wb, exact)
-                                                 : launch_type<GGX_TYPE_Q4_0>(s, a, mats, wb, exact);
+        /* int8 activations (mmq8_kernel): mode 1 always, mode 2 (default) from g_int8_min (3)
+         * tokens; else bf16 x, as bf16 hi + mid + lo planes up to 16 tokens unless mode 1 */
+        const int mode = ggx_cuda_mv_int8_mode();
+        const bool int8 = g_int8 && (mode == 1 || (mode == 2 && a.n_tok >= g_int8_min));
+        const bool exact = mode != 1;
+        const cudaError_t e = t == GGX_TYPE_Q8_0 ? launch_type<GGX_TYPE_Q8_0>(s, a, mats, wb, exact, int8)
+                                                 : launch_type<GGX_TYPE_Q4_0>(s, a, mats, wb, exact, int8);
         if (e != cudaSuccess) return e;
     }
     return cudaSuccess;
