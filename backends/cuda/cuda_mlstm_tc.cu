@@ -5,7 +5,8 @@
  * cuda_mlstm.cu):
  *   tc_gates: per (sequence, head): prefix sums b_j of logsigmoid(f~) per chunk, the chunk-start
  *     stabilizers m_c (a serial max-plus chain over chunks, cheap), the per-chunk decay
- *     e^(g_c + m_c - m_c+1) and the token weights w_s = e^(b_L - b_s + i~_s - m_c+1).
+ *     e^(g_c + m_c - m_c+1) and a_s = b_L - b_s + i~_s (the inter kernel takes the token
+ *     weights w_s = e^(a_s - m_c+1) when it stages them).
  *   tc_inter: the chunk-to-chunk state recurrence C_c+1 = decay_c C_c + K_c^T diag(w) V_c, one
  *     block per (head, 64 columns of C, 128 rows of C, sequence), the C tile in mma accumulator
  *     registers; K and V of the next chunk are staged with cp.async while the current one is
@@ -13,7 +14,7 @@
  *   tc_intra: per (chunk, head): S = (q k^T / sqrt(DQK)) with the causal decay mask and row
  *     stabilizers m_j, the inter-chunk scale e^(b_j + m_c - m_j) and the denominators
  *     (q_j . n_c, S row sums). f32 on CUDA cores (a sixth of the work).
- *   tc_out: per (chunk, head, 128 columns): h = (scale_j q_j^T C_c + S V) / den_j.
+ *   tc_out: per (chunk, head), 128 columns at a time: h = (scale_j q_j^T C_c + S V) / den_j.
  * The products on tensor cores use 3xTF32 (x = hi + lo, both tf32; a.b ~ hi.hi + hi.lo + lo.hi,
  * f32 accumulate: ~f32 accuracy, the state stays within 1e-5 of an f64 reference); the gate and
  * stabilizer math is f32 scalar.
@@ -42,7 +43,7 @@ __host__ __device__ __forceinline__ TcLayout tc_layout(int n_seqs, int max_chunk
     const size_t tn = tc_up4((size_t)T * nh), blocks = (size_t)n_seqs * max_chunks * nh;
     size_t o = 0;
     l.B = o;   o += tn;                                                 /* [T, NH] b_j */
-    l.W = o;   o += tn;                                                 /* [T, NH] w_s */
+    l.W = o;   o += tn;                                                 /* [T, NH] a_s */
     l.SC = o;  o += tn;                                                 /* [T, NH] inter scale */
     l.DEN = o; o += tn;                                                 /* [T, NH] denominators */
     l.MC = o;  o += tc_up4((size_t)n_seqs * (max_chunks + 1) * nh);    /* [seq, chunk+1, NH] m_c */
@@ -55,10 +56,13 @@ __host__ __device__ __forceinline__ TcLayout tc_layout(int n_seqs, int max_chunk
 }
 
 /* ---- tensor-core helpers (sm_80+) ---- */
+/* x = hi + lo: hi = x rounded to tf32 (to nearest, ties away: the integer form of
+ * cvt.rna.tf32.f32, which costs several instructions), lo = the residual as is: the tensor core
+ * reads its top 19 bits (|lo| <= 2^-11 |x|, so the truncation error is <= 2^-21 |x|, unbiased over
+ * the residual's sign). Finite x only (activations and states are). */
 __device__ __forceinline__ void tc_split(float x, uint32_t &hi, uint32_t &lo) {
-    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(hi) : "f"(x));
-    const float r = x - __uint_as_float(hi);
-    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(lo) : "f"(r));
+    hi = (__float_as_uint(x) + 0x1000u) & 0xffffe000u;
+    lo = __float_as_uint(x - __uint_as_float(hi));
 }
 __device__ __forceinline__ void tc_mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
     asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
@@ -92,40 +96,59 @@ __global__ void __launch_bounds__(256) tc_gates_kernel(const ggx_cuda_mlstm_args
     const size_t off = (size_t)a.seq_off[s];
     for (int c = threadIdx.x; c < nc; c += blockDim.x) {
         const size_t r0 = off + (size_t)c * TL;
-        float cum = 0.0f;
+        float ls[TL], ig[TL]; /* every load issued before the first store */
+#pragma unroll
         for (int j = 0; j < TL; j++) {
-            cum += tc_logsigmoid(a.fg[(r0 + j) * nh + h]);
+            ls[j] = a.fg[(r0 + j) * nh + h];
+            ig[j] = a.ig[(r0 + j) * nh + h];
+        }
+        float cum = 0.0f;
+#pragma unroll
+        for (int j = 0; j < TL; j++) {
+            ls[j] = tc_logsigmoid(ls[j]);
+            cum += ls[j];
             B[(r0 + j) * nh + h] = cum;
         }
         /* a_j = (b_L - b_j) + i~_j, b_L - b_j as a reverse sum (more accurate than the difference) */
         float rev = 0.0f, amax = -INFINITY;
+#pragma unroll
         for (int j = TL - 1; j >= 0; j--) {
-            const float av = rev + a.ig[(r0 + j) * nh + h];
+            const float av = rev + ig[j];
             W[(r0 + j) * nh + h] = av;
             amax = fmaxf(amax, av);
-            rev += tc_logsigmoid(a.fg[(r0 + j) * nh + h]);
+            rev += ls[j];
         }
         dec[(size_t)c * nh] = cum;        /* g_c for now */
         mc[(size_t)(c + 1) * nh] = amax;  /* max_j a_j for now */
     }
     __syncthreads();
-    if (threadIdx.x == 0) { /* m_c+1 = max(g_c + m_c, max_j a_j): serial over the chunks */
+    if (threadIdx.x < 32) { /* m_c+1 = max(g_c + m_c, max_j a_j): serial, 32 chunks per warp load */
+        const int lane = threadIdx.x;
         float *mp = a.state_ptrs[3 * s + 2] + h;
         float m = *mp;
-        for (int c = 0; c < nc; c++) {
-            const float g = dec[(size_t)c * nh], am = mc[(size_t)(c + 1) * nh];
-            mc[(size_t)c * nh] = m;
-            const float mn = fmaxf(g + m, am);
-            dec[(size_t)c * nh] = expf(g + m - mn);
-            m = mn;
+        for (int cb = 0; cb < nc; cb += 32) {
+            const int c = cb + lane;
+            const float gl = c < nc ? dec[(size_t)c * nh] : 0.0f, al = c < nc ? mc[(size_t)(c + 1) * nh] : 0.0f;
+            float my_m = 0.0f, my_dec = 0.0f;
+            for (int i = 0; i < 32 && cb + i < nc; i++) {
+                const float g = __shfl_sync(0xffffffffu, gl, i), am = __shfl_sync(0xffffffffu, al, i);
+                const float mn = fmaxf(g + m, am);
+                if (lane == i) {
+                    my_m = m;
+                    my_dec = expf(g + m - mn);
+                }
+                m = mn;
+            }
+            __syncwarp();
+            if (c < nc) {
+                mc[(size_t)c * nh] = my_m;
+                dec[(size_t)c * nh] = my_dec;
+            }
         }
-        mc[(size_t)nc * nh] = m;
-        *mp = m;
-    }
-    __syncthreads();
-    for (int t = threadIdx.x; t < nc * TL; t += blockDim.x) {
-        const size_t i = (off + t) * nh + h;
-        W[i] = expf(W[i] - mc[(size_t)(t / TL + 1) * nh]);
+        if (lane == 0) {
+            mc[(size_t)nc * nh] = m;
+            *mp = m;
+        }
     }
 }
 
@@ -189,6 +212,7 @@ __global__ void __launch_bounds__(256, 1) tc_inter_kernel(const ggx_cuda_mlstm_a
     const int wc = warp & 1, wd = warp >> 1;
     const TcLayout ly = tc_layout(a.n_seqs, max_chunks, T, nh, dqk, dv);
     const float *W = a.scratch + ly.W, *DEC = a.scratch + ly.DEC + (size_t)s * max_chunks * nh + h;
+    const float *MC = a.scratch + ly.MC + (size_t)s * (max_chunks + 1) * nh + h;
     float *ST = a.scratch + ly.ST;
     float *Cp = a.state_ptrs[3 * s + 0] + (size_t)h * dqk * dv;
     float *np = a.state_ptrs[3 * s + 1] + (size_t)h * dqk;
@@ -210,8 +234,14 @@ __global__ void __launch_bounds__(256, 1) tc_inter_kernel(const ggx_cuda_mlstm_a
 
     tc_inter_stage(a, W, Ks, Vs, ws, off, h, d0, c0, vec);
     tc_commit();
+    float dec_nx = DEC[0], m_nx = MC[nh]; /* the next chunk's decay and m (loaded a chunk ahead) */
     for (int ch = 0; ch < nc; ch++) {
         const int buf = ch & 1;
+        const float dec = dec_nx, m_next = m_nx;
+        if (ch + 1 < nc) {
+            dec_nx = DEC[(size_t)(ch + 1) * nh];
+            m_nx = MC[(size_t)(ch + 2) * nh];
+        }
         if (ch + 1 < nc)
             tc_inter_stage(a, W, Ks + (buf ^ 1) * TL * KP, Vs + (buf ^ 1) * TL * VP, ws + (buf ^ 1) * TL,
                            off + (size_t)(ch + 1) * TL, h, d0, c0, vec);
@@ -229,7 +259,6 @@ __global__ void __launch_bounds__(256, 1) tc_inter_kernel(const ggx_cuda_mlstm_a
                     if (col < dv && d < dqk) sv[(size_t)d * dv + col] = acc[mi][ni][e];
                 }
         if (do_n && tid < IT_D && d0 + tid < dqk) sv[(size_t)dqk * dv + d0 + tid] = n_own;
-        const float dec = DEC[(size_t)ch * nh];
 #pragma unroll
         for (int mi = 0; mi < 2; mi++)
 #pragma unroll
@@ -237,8 +266,10 @@ __global__ void __launch_bounds__(256, 1) tc_inter_kernel(const ggx_cuda_mlstm_a
 #pragma unroll
                 for (int e = 0; e < 4; e++) acc[mi][ni][e] *= dec;
         tc_wait<1>();
+        float *wb = ws + buf * TL;
+        if (tid < TL) wb[tid] = expf(wb[tid] - m_next); /* its own cp.async: visible after the wait */
         __syncthreads(); /* chunk ch staged */
-        const float *Kb = Ks + buf * TL * KP, *Vb = Vs + buf * TL * VP, *wb = ws + buf * TL;
+        const float *Kb = Ks + buf * TL * KP, *Vb = Vs + buf * TL * VP;
 #pragma unroll 2
         for (int kk = 0; kk < TL / 8; kk++) {
             const int r = kk * 8 + t;
@@ -395,7 +426,7 @@ __global__ void __launch_bounds__(256) tc_intra_kernel(const ggx_cuda_mlstm_args
 }
 
 /* -------------------------------------------------------------------------------- out ------ */
-/* Block per (chunk, head x 128 columns, sequence); 8 warps = 2 (32 tokens) x 4 (32 columns).
+/* Block per (chunk, head, sequence), 128 columns at a time; 8 warps = 2 (32 tokens) x 4 (32 columns).
  * D [token, col] = sum_d q[token][d] C_c[d][col] (A = Q from shared memory, B = C_c straight
  * from global: each lane's loads are 8 contiguous columns of 4 rows, whole sectors), scaled per
  * row, then += sum_s S[token][s] v_s[col]; divided by den. */
@@ -410,8 +441,7 @@ __global__ void __launch_bounds__(256, 2) tc_out_kernel(const ggx_cuda_mlstm_arg
     extern __shared__ __align__(16) float tc_sm[];
     float *Qs = tc_sm, *Ss = Qs + TL * QP, *rs = Ss + TL * SP, *rd = rs + TL;
     const int nh = a.nh, dqk = a.dqk, dv = a.dv;
-    const int n_ct = (dv + OT_COLS - 1) / OT_COLS;
-    const int ch = blockIdx.x, s = blockIdx.z, h = blockIdx.y / n_ct, c0 = (blockIdx.y % n_ct) * OT_COLS;
+    const int ch = blockIdx.x, s = blockIdx.z, h = blockIdx.y;
     if (ch >= a.seq_len[s] / TL) return;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
     const int wm = warp & 1, wn = warp >> 1;
@@ -450,6 +480,11 @@ __global__ void __launch_bounds__(256, 2) tc_out_kernel(const ggx_cuda_mlstm_arg
         rs[tid] = a.scratch[ly.SC + i] / sqrtf((float)dqk);
         rd[tid] = a.scratch[ly.DEN + i];
     }
+    tc_wait<0>();
+    __syncthreads();
+
+    const float *vb = a.v + r0 * vst + (size_t)h * dv;
+    for (int c0 = 0; c0 < dv; c0 += OT_COLS) { /* q and S stay staged for every column tile */
     float acc[2][4][4];
 #pragma unroll
     for (int mi = 0; mi < 2; mi++)
@@ -457,9 +492,6 @@ __global__ void __launch_bounds__(256, 2) tc_out_kernel(const ggx_cuda_mlstm_arg
         for (int ni = 0; ni < 4; ni++)
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[mi][ni][e] = 0.0f;
-    tc_wait<0>();
-    __syncthreads();
-
     const int colb = c0 + wn * 32;
 #pragma unroll 2
     for (int k0 = 0; k0 < dpad; k0 += 8) {
@@ -496,7 +528,6 @@ __global__ void __launch_bounds__(256, 2) tc_out_kernel(const ggx_cuda_mlstm_arg
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[mi][ni][e] *= rs[wm * 32 + mi * 16 + g + (e >> 1) * 8];
 
-    const float *vb = a.v + r0 * vst + (size_t)h * dv;
 #pragma unroll 2
     for (int k0 = 0; k0 < TL; k0 += 8) {
         const int sr = k0 + t;
@@ -535,6 +566,7 @@ __global__ void __launch_bounds__(256, 2) tc_out_kernel(const ggx_cuda_mlstm_arg
                 const int col = colb + ni * 8 + 2 * t + (e & 1);
                 if (col < dv) a.h[(r0 + row) * vst + (size_t)h * dv + col] = acc[mi][ni][e] / rd[row];
             }
+    }
 }
 
 bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
@@ -588,7 +620,7 @@ cudaError_t ggx_cuda_mlstm_chunkwise_tc(cudaStream_t st, const ggx_cuda_mlstm_ar
     GGX_LAUNCH(tc_inter_kernel, gi, 256, IT_SMEM, st, *a, T, max_chunks, vec_kv);
     dim3 gs((unsigned)max_chunks, (unsigned)a->nh, (unsigned)a->n_seqs);
     GGX_LAUNCH(tc_intra_kernel, gs, 256, 0, st, *a, T, max_chunks);
-    dim3 go((unsigned)max_chunks, (unsigned)(a->nh * ((a->dv + OT_COLS - 1) / OT_COLS)), (unsigned)a->n_seqs);
+    dim3 go((unsigned)max_chunks, (unsigned)a->nh, (unsigned)a->n_seqs);
     GGX_LAUNCH(tc_out_kernel, go, 256, OT_SMEM, st, *a, T, max_chunks, vec_q);
     return cudaGetLastError();
 }
