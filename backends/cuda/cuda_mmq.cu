@@ -567,44 +567,52 @@ __global__ void __launch_bounds__(MMQ_THREADS, 2) mmq8_kernel(const MmqArgs a) {
     const int tile1 = tile0 + a.tps < a.n_tiles ? tile0 + a.tps : a.n_tiles;
     const int n_local = tile1 - tile0;
 
+    /* The copies of a tile: each thread's sources are fixed per launch up to a per-tile step
+     * (pointers computed once: the address math per copy was a large part of the issue). */
+    constexpr int WPT = C::WCH / MMQ_THREADS;              /* weight copies per thread */
+    constexpr int XPT = (C::XCH + MMQ_THREADS - 1) / MMQ_THREADS;
+    uint32_t wsrc[WPT]; /* offsets from wq (the host keeps matrices under 4 GiB here) */
+    int wdst[WPT];
+    const int wch = (tid % CPR) * 16; /* this thread's byte offset in a row's tile */
+#pragma unroll
+    for (int i = 0; i < WPT; i++) {
+        const int r = (tid + i * MMQ_THREADS) / CPR;
+        const int gr = rb0 + r < rows ? rb0 + r : rows - 1;
+        wsrc[i] = (uint32_t)((size_t)gr * qrow + (size_t)tile0 * WROW + wch);
+        wdst[i] = r * WSTR + wch;
+    }
+    /* scales (sc_async): one 4-byte word per thread and tile (BM * BPT / 2 == threads) */
+    static_assert(BM * BPT / 2 == MMQ_THREADS, "one scale word per thread");
+    const int sr = tid / (BPT / 2), swd = tid % (BPT / 2);
+    const __half *ssrc = wsc + (size_t)(rb0 + sr < rows ? rb0 + sr : rows - 1) * bpr + (size_t)tile0 * BPT + 2 * swd;
+    const int8_t *xsrc = a.xq + (size_t)(tid / (KT / 16)) * cpad + (size_t)tile0 * KT + (tid % (KT / 16)) * 16;
+    const int xdst = (tid / (KT / 16)) * XSTR + (tid % (KT / 16)) * 16;
+    const float *dsrc = a.xd + (size_t)tile0 * BPT * NT * 2 + 4 * tid;
+
     /* weight tile j (local) and its scales when 4-byte aligned (else load_sc / store_sc) */
     auto load_w = [&](int j) {
         if (j >= n_local) return;
         uint8_t *st = smem + (j % NS) * C::STAGE;
         if (a.sc_async) {
-            __half *ssc = reinterpret_cast<__half *>(st + C::W_ST);
-            constexpr int SW = BPT / 2;
-            for (int c = tid; c < BM * SW; c += MMQ_THREADS) {
-                const int r = c / SW, wd = c % SW;
-                const int gr = rb0 + r < rows ? rb0 + r : rows - 1;
-                const int blk = (tile0 + j) * BPT + 2 * wd;
-                const bool ok = blk < bpr;
-                cp_async4(ssc + r * BPT + 2 * wd, wsc + (size_t)gr * bpr + (ok ? blk : 0), ok);
-            }
+            const bool ok = (tile0 + j) * BPT + 2 * swd < bpr;
+            cp_async4(reinterpret_cast<__half *>(st + C::W_ST) + sr * BPT + 2 * swd, ok ? ssrc + j * BPT : wsc, ok);
         }
         const size_t kb = (size_t)(tile0 + j) * WROW;
+        const bool full = kb + WROW <= qrow;
+        const bool ok = full || kb + wch < qrow;
 #pragma unroll
-        for (int i = 0; i < C::WCH / MMQ_THREADS; i++) {
-            const int c = tid + i * MMQ_THREADS, r = c / CPR, ch = c % CPR;
-            const int gr = rb0 + r < rows ? rb0 + r : rows - 1;
-            const size_t off = kb + (size_t)ch * 16;
-            const bool ok = off < qrow;
-            cp_async16(st + r * WSTR + ch * 16, wq + (size_t)gr * qrow + (ok ? off : 0), ok);
-        }
+        for (int i = 0; i < WPT; i++) cp_async16(st + wdst[i], wq + (ok ? wsrc[i] + (uint32_t)(j * WROW) : 0u), ok);
     };
     /* x tile j and its scales (the scratch is padded: every copy is in bounds) */
     auto load_x = [&](int j) {
         if (j >= n_local) return;
         uint8_t *sx = smem + (j % NS) * C::STAGE + C::W_ST + C::SC_ST;
 #pragma unroll
-        for (int i = 0; i < (C::XCH + MMQ_THREADS - 1) / MMQ_THREADS; i++) {
-            const int c = tid + i * MMQ_THREADS, tok = c / (KT / 16), ch = c % (KT / 16);
-            if (C::XCH % MMQ_THREADS == 0 || c < C::XCH)
-                cp_async16(sx + tok * XSTR + ch * 16, a.xq + tok * cpad + (size_t)(tile0 + j) * KT + ch * 16, true);
-        }
-        uint8_t *sd = sx + C::X_ST;
-        if (tid < C::XDCH)
-            cp_async16(sd + 16 * tid, a.xd + (size_t)(tile0 + j) * BPT * NT * 2 + 4 * tid, true);
+        for (int i = 0; i < XPT; i++)
+            if (C::XCH % MMQ_THREADS == 0 || tid + i * MMQ_THREADS < C::XCH)
+                cp_async16(sx + xdst + i * (MMQ_THREADS / (KT / 16)) * XSTR,
+                           xsrc + (size_t)i * (MMQ_THREADS / (KT / 16)) * cpad + (size_t)j * KT, true);
+        if (tid < C::XDCH) cp_async16(sx + C::X_ST + 16 * tid, dsrc + (size_t)j * BPT * NT * 2, true);
     };
     auto load_sc = [&](int j, __half (&v)[C::SCN]) {
         if (a.sc_async) return;
@@ -662,36 +670,50 @@ __global__ void __launch_bounds__(MMQ_THREADS, 2) mmq8_kernel(const MmqArgs a) {
         const float *xdp = reinterpret_cast<const float *>(st + C::W_ST + C::SC_ST + C::X_ST) + 4 * t;
         const int left = (cols - (tile0 + j) * KT) / 32;
         const int nblk = left < BPT ? left : BPT;
-#pragma unroll
-        for (int b = 0; b < BPT; b++) {
-            if (b < nblk) {
-                uint32_t a0, a1, a2, a3;
-                if (Q4) {
-                    const uint32_t u0 = *reinterpret_cast<const uint32_t *>(wa + 16 * b + 4 * t);
-                    const uint32_t u1 = *reinterpret_cast<const uint32_t *>(wa + 8 * WSTR + 16 * b + 4 * t);
-                    a0 = ((u0 << 4) & 0xF0F0F0F0u) ^ 0x80808080u; /* 16 * (q - 8), low nibbles */
-                    a1 = ((u1 << 4) & 0xF0F0F0F0u) ^ 0x80808080u;
-                    a2 = (u0 & 0xF0F0F0F0u) ^ 0x80808080u;        /* high nibbles */
-                    a3 = (u1 & 0xF0F0F0F0u) ^ 0x80808080u;
-                } else {
-                    const uint2 r0 = *reinterpret_cast<const uint2 *>(wa + 32 * b + 8 * t);
-                    const uint2 r1 = *reinterpret_cast<const uint2 *>(wa + 8 * WSTR + 32 * b + 8 * t);
-                    a0 = r0.x, a1 = r1.x, a2 = r0.y, a3 = r1.y;
-                }
-                const float d0 = __half2float(sca[b]), d1 = __half2float(sca[8 * BPT + b]);
-#pragma unroll
-                for (int n = 0; n < NTL; n++) {
-                    const uint2 bx = *reinterpret_cast<const uint2 *>(xbp + n * 8 * XSTR + 32 * b);
-                    /* tokens 8n + 2t, 8n + 2t + 1: {d, -M d} each */
-                    const float4 dx = *reinterpret_cast<const float4 *>(xdp + 2 * (b * NT + 8 * n));
-                    int c[4] = {0x4B400000, 0x4B400000, 0x4B400000, 0x4B400000};
-                    mma_s8(c, a0, a1, a2, a3, bx.x, bx.y);
-                    acc[0][n][0] = fmaf(fmaf(__int_as_float(c[0]), dx.x, dx.y), d0, acc[0][n][0]);
-                    acc[0][n][1] = fmaf(fmaf(__int_as_float(c[1]), dx.z, dx.w), d0, acc[0][n][1]);
-                    acc[0][n][2] = fmaf(fmaf(__int_as_float(c[2]), dx.x, dx.y), d1, acc[0][n][2]);
-                    acc[0][n][3] = fmaf(fmaf(__int_as_float(c[3]), dx.z, dx.w), d1, acc[0][n][3]);
-                }
+        /* one 32-block: A fragments, then every n tile: acc += d_w * (d_x * (q_w . q_x)) */
+        auto block = [&](const int b, const float d0, const float d1) {
+            uint32_t a0, a1, a2, a3;
+            if (Q4) {
+                const uint32_t u0 = *reinterpret_cast<const uint32_t *>(wa + 16 * b + 4 * t);
+                const uint32_t u1 = *reinterpret_cast<const uint32_t *>(wa + 8 * WSTR + 16 * b + 4 * t);
+                a0 = ((u0 << 4) & 0xF0F0F0F0u) ^ 0x80808080u; /* 16 * (q - 8), low nibbles */
+                a1 = ((u1 << 4) & 0xF0F0F0F0u) ^ 0x80808080u;
+                a2 = (u0 & 0xF0F0F0F0u) ^ 0x80808080u;        /* high nibbles */
+                a3 = (u1 & 0xF0F0F0F0u) ^ 0x80808080u;
+            } else {
+                const uint2 r0 = *reinterpret_cast<const uint2 *>(wa + 32 * b + 8 * t);
+                const uint2 r1 = *reinterpret_cast<const uint2 *>(wa + 8 * WSTR + 32 * b + 8 * t);
+                a0 = r0.x, a1 = r1.x, a2 = r0.y, a3 = r1.y;
             }
+#pragma unroll
+            for (int n = 0; n < NTL; n++) {
+                const uint2 bx = *reinterpret_cast<const uint2 *>(xbp + n * 8 * XSTR + 32 * b);
+                /* tokens 8n + 2t, 8n + 2t + 1: {d, -M d} each */
+                const float4 dx = *reinterpret_cast<const float4 *>(xdp + 2 * (b * NT + 8 * n));
+                int c[4] = {0x4B400000, 0x4B400000, 0x4B400000, 0x4B400000};
+                mma_s8(c, a0, a1, a2, a3, bx.x, bx.y);
+                acc[0][n][0] = fmaf(fmaf(__int_as_float(c[0]), dx.x, dx.y), d0, acc[0][n][0]);
+                acc[0][n][1] = fmaf(fmaf(__int_as_float(c[1]), dx.z, dx.w), d0, acc[0][n][1]);
+                acc[0][n][2] = fmaf(fmaf(__int_as_float(c[2]), dx.x, dx.y), d1, acc[0][n][2]);
+                acc[0][n][3] = fmaf(fmaf(__int_as_float(c[3]), dx.z, dx.w), d1, acc[0][n][3]);
+            }
+        };
+        if (NTL <= 4 && nblk == BPT) {
+            /* whole tile, unrolled without guards so the blocks' loads and mma chains
+             * interleave; the scales of rows g and g + 8 as one 8-byte load each */
+            static_assert(BPT == 4, "scale loads");
+            const uint2 s0 = *reinterpret_cast<const uint2 *>(sca), s1 = *reinterpret_cast<const uint2 *>(sca + 8 * BPT);
+            const float2 e0 = __half22float2(*reinterpret_cast<const __half2 *>(&s0.x));
+            const float2 e1 = __half22float2(*reinterpret_cast<const __half2 *>(&s0.y));
+            const float2 f0 = __half22float2(*reinterpret_cast<const __half2 *>(&s1.x));
+            const float2 f1 = __half22float2(*reinterpret_cast<const __half2 *>(&s1.y));
+            block(0, e0.x, f0.x);
+            block(1, e0.y, f0.y);
+            block(2, e1.x, f1.x);
+            block(3, e1.y, f1.y);
+        } else {
+#pragma unroll 1
+            for (int b = 0; b < nblk; b++) block(b, __half2float(sca[b]), __half2float(sca[8 * BPT + b]));
         }
         /* tile j+NS-1's scales (odd cols / 32): their stage was last read in iteration j-1 */
         store_sc(j + NS - 1, scv);
@@ -858,6 +880,8 @@ bool launch8(cudaStream_t s, MmqArgs &a, const ggx_cuda_mv_mat *mats, size_t wei
     *err = cudaSuccess;
     const int n_tiles = (a.cols + C::KT - 1) / C::KT;
     const size_t cpad = (size_t)n_tiles * C::KT;
+    for (int k = 0; k < a.n_mats; k++) /* 32-bit offsets into the quants (mmq8_kernel) */
+        if (ggx_cuda_qs_bytes((enum ggx_type)T, mats[k].rows, a.cols) >= ((size_t)1 << 32)) return false;
     if (!g_xq || C::SMEM > g_optin || (size_t)C::NT * cpad > MMQ8_XQ_BYTES ||
         (size_t)C::NT * (cpad / 32) * 2 > MMQ8_XD_FLOATS)
         return false;
