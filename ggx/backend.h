@@ -34,6 +34,12 @@ typedef struct ggx_backend_i {
     ggx_status (*weights_map)(ggx_backend *be, const void *host_ptr, size_t size,
                               enum ggx_type type, int n_dims, const int64_t *dims, void **out);
     void (*weights_unmap)(ggx_backend *be, void *ptr);
+    /* Optional (NULL: weights_map is used). For weights that only GET_ROWS reads (the token
+     * embedding: one row per token per step): the backend may keep them in host memory it reads
+     * directly (cuda: mapped pinned memory), so they take no device memory. Same contract as
+     * weights_map; released with weights_unmap. */
+    ggx_status (*weights_map_rows)(ggx_backend *be, const void *host_ptr, size_t size,
+                                   enum ggx_type type, int n_dims, const int64_t *dims, void **out);
     ggx_status (*upload)(ggx_backend *be, void *dst, const void *src, size_t n);
     ggx_status (*download)(ggx_backend *be, void *dst, const void *src, size_t n);
     ggx_status (*copy)(ggx_backend *be, void *dst, const void *src, size_t n); /* within backend */

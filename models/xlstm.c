@@ -95,6 +95,16 @@ void xl_weights_describe(ggx_model *m) {
     }
 }
 
+/* Make w's host bytes (type, dims and size already set) usable by the backend. The embedding
+ * is only ever read by GET_ROWS, one row per token: a backend may keep it in host memory
+ * (weights_map_rows; cuda: saves 0.2-0.4 GB of device memory at the 7B size). */
+ggx_status xl_map_weight(ggx_model *m, xl_weight *w, const void *host) {
+    ggx_backend *be = m->be;
+    if (w == &m->emb && be->iface.weights_map_rows)
+        return be->iface.weights_map_rows(be, host, w->size, w->type, w->n_dims, w->dims, &w->data);
+    return be->iface.weights_map(be, host, w->size, w->type, w->n_dims, w->dims, &w->data);
+}
+
 void xl_weights_foreach(ggx_model *m, void (*fn)(xl_weight *w, void *ud), void *ud) {
     fn(&m->emb, ud);
     for (int i = 0; i < m->hp.n_layer; i++) {
@@ -246,8 +256,7 @@ static void bind_one(xl_weight *w, void *ud) {
     }
     w->type = ti->type;
     w->size = ti->size;
-    c->st = c->m->be->iface.weights_map(c->m->be, ti->data, ti->size, ti->type, ti->n_dims,
-                                        ti->dims, &w->data);
+    c->st = xl_map_weight(c->m, w, ti->data);
     if (c->st != GGX_OK) ggx_fail_wrap(c->st, "tensor %s", w->name);
 }
 

@@ -87,6 +87,8 @@ ggx_status xl_hparams_check(const xl_hparams *hp);
 void xl_weights_describe(ggx_model *m);
 /* Calls fn on every weight of the model in a fixed order. */
 void xl_weights_foreach(ggx_model *m, void (*fn)(xl_weight *w, void *ud), void *ud);
+/* Map one weight's host bytes to the backend (the embedding through weights_map_rows). */
+ggx_status xl_map_weight(ggx_model *m, xl_weight *w, const void *host);
 ggx_status xl_model_alloc(ggx_model **out, const xl_hparams *hp, const ggx_model_params *p);
 uint64_t xl_hash(uint64_t h, const void *data, size_t n);
 size_t xl_state_floats_per_layer(const xl_hparams *hp);

@@ -213,7 +213,7 @@ ggx_status ggx_model_synthetic(const char *config_json_path, enum ggx_type type,
         xl_weight *w = ts[i].w;
         void *host = w->data;
         w->data = NULL;
-        st = m->be->iface.weights_map(m->be, host, w->size, w->type, w->n_dims, w->dims, &w->data);
+        st = xl_map_weight(m, w, host);
         if (st != GGX_OK) goto fail;
     }
     uint64_t h = xl_hash(0xcbf29ce484222325ULL, json, len);

@@ -204,6 +204,9 @@ cudaError_t ggx_cuda_dequant(cudaStream_t s, enum ggx_type t, const void *w, int
                              int64_t cols, void *dst, enum ggx_type to);
 /* dst[n] bf16 = x[n] f32 */
 cudaError_t ggx_cuda_f32_to_bf16(cudaStream_t s, const float *x, uint16_t *dst, int64_t n);
+/* op: -1 plain, 2 sigmoid(x) * b, 3 x * sigmoid(x) * b (ggx_cuda_binary's codes) */
+cudaError_t ggx_cuda_f32_to_bf16_op(cudaStream_t s, int op, const float *x, const float *b, uint16_t *dst,
+                                    int64_t n);
 
 /* ---- elementwise, norms, rows ---- */
 cudaError_t ggx_cuda_get_rows(cudaStream_t s, enum ggx_type t, const void *table, int64_t n_rows_tab,
@@ -255,7 +258,7 @@ cudaError_t ggx_cuda_mlstm_chunkwise(cudaStream_t s, const ggx_cuda_mlstm_args *
 size_t ggx_cuda_mlstm_scratch_floats(int n_seqs, int max_len, int total_tokens, int nh, int dqk,
                                      int dv, int chunk);
 /* the tensor-core version of the chunkwise path (cuda_mlstm_tc.cu; ggx_cuda_mlstm_chunkwise takes
- * it unless GGX_CUDA_MLSTM_TC=0 or the GPU lacks sm_80 / 108 KB of shared memory per block) */
+ * it unless GGX_CUDA_MLSTM_TC=0 or the GPU lacks sm_80 / 85 KB of shared memory per block) */
 bool ggx_cuda_mlstm_tc_enabled(void);
 cudaError_t ggx_cuda_mlstm_chunkwise_tc(cudaStream_t s, const ggx_cuda_mlstm_args *a);
 size_t ggx_cuda_mlstm_tc_scratch_floats(int n_seqs, int max_len, int total_tokens, int nh, int dqk, int dv);

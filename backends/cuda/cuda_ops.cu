@@ -190,11 +190,17 @@ __global__ void dequant_q_bf16_kernel(enum ggx_type t, const uint8_t *w, int64_t
     }
 }
 
-__global__ void f32_to_bf16_kernel(const float *x, __nv_bfloat16 *dst, int64_t n) {
+/* GEMM activations to bf16; op 2 / 3 computes SIGMOID_MUL / SWIGLU of (x, b) first (the same
+ * f32 arithmetic as binary_kernel), so a prefill never writes and re-reads that f32 result */
+__global__ void f32_to_bf16_kernel(int op, const float *x, const float *b, __nv_bfloat16 *dst, int64_t n) {
     GGX_PDL_ENTER();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-         i += (int64_t)gridDim.x * blockDim.x)
-        dst[i] = __float2bfloat16_rn(x[i]);
+         i += (int64_t)gridDim.x * blockDim.x) {
+        float v = x[i];
+        if (op == 2) v = sigmoidf_(v) * b[i];
+        else if (op == 3) v = v * sigmoidf_(v) * b[i];
+        dst[i] = __float2bfloat16_rn(v);
+    }
 }
 
 __device__ __forceinline__ uint64_t mix64(uint64_t z) {
@@ -306,8 +312,13 @@ cudaError_t ggx_cuda_dequant(cudaStream_t s, enum ggx_type t, const void *w, int
 }
 
 cudaError_t ggx_cuda_f32_to_bf16(cudaStream_t s, const float *x, uint16_t *dst, int64_t n) {
+    return ggx_cuda_f32_to_bf16_op(s, -1, x, nullptr, dst, n);
+}
+cudaError_t ggx_cuda_f32_to_bf16_op(cudaStream_t s, int op, const float *x, const float *b, uint16_t *dst,
+                                    int64_t n) {
     if (n <= 0) return cudaSuccess;
-    GGX_LAUNCH(f32_to_bf16_kernel, ew_blocks(n), EW_THREADS, 0, s, x, reinterpret_cast<__nv_bfloat16 *>(dst), n);
+    GGX_LAUNCH(f32_to_bf16_kernel, ew_blocks(n), EW_THREADS, 0, s, op, x, b,
+               reinterpret_cast<__nv_bfloat16 *>(dst), n);
     return cudaGetLastError();
 }
 

@@ -22,6 +22,10 @@ size_t ggx_cuda_weight_nbytes(enum ggx_type t, int64_t rows, int64_t cols);
 /* Fill a device weight (device layout) with random values of magnitude ~scale. */
 ggx_status ggx_cuda_fill_random(ggx_backend *be, void *dev, enum ggx_type t, int64_t rows,
                                 int64_t cols, uint64_t seed, float scale);
+/* Move a weight from device memory (alloc) to mapped pinned host memory the kernels read over
+ * the bus, as weights_map_rows does for the embedding; *p becomes the new pointer (release it
+ * with iface.release). Benchmarks use it to place a synthetic embedding like the loader does. */
+ggx_status ggx_cuda_move_to_host(ggx_backend *be, void **p, size_t n);
 /* Capture-and-replay of repeated graphs as CUDA graphs: on (default) or off. */
 void ggx_cuda_set_graphs(ggx_backend *be, int on);
 /* q8_0/q4_0 decode matvecs: f32 activations (0: the dequantized weights times exact x), int8

@@ -79,6 +79,12 @@ static model_w make_model(enum ggx_type t) {
     m.l = calloc((size_t)n_layers, sizeof *m.l);
     const float s = 0.02f;
     m.emb = rand_weight(&m, t, VOCAB, E, 1.0f);
+    /* the loader keeps the embedding in host memory (weights_map_rows) unless GGX_CUDA_EMB_HOST=0 */
+    const char *eh = getenv("GGX_CUDA_EMB_HOST");
+    if (!(eh && eh[0] == '0')) {
+        CHECK(ggx_cuda_move_to_host(be, &m.emb, ggx_cuda_weight_nbytes(t, VOCAB, E)));
+        m.bytes -= ggx_cuda_weight_nbytes(t, VOCAB, E);
+    }
     for (int i = 0; i < n_layers; i++) {
         layer_w *l = &m.l[i];
         l->norm_mlstm = rand_vec(&m, E, 0.1f, 1.0f);
@@ -298,9 +304,9 @@ static void run_decode(const model_w *m, int B, int steps) {
     size_t fr = 0, tot = 0, peak = 0;
     ggx_cuda_mem_info(be, &fr, &tot, &peak);
     printf("decode  %-5s B=%-3d %8.3f ms/step %9.1f tok/s   floor %.2f ms = %.0f tok/s  (%.0f%% of floor)  "
-           "device mem in use %.2f GB%s\n",
+           "device mem in use %.3f GB (ggx peak allocation %.3f GB)%s\n",
            ggx_type_name(m->type), B, dt * 1e3, B / dt, floor_ms(m->type, B),
-           B * 1e3 / floor_ms(m->type, B), 100.0 * floor_ms(m->type, B) / (dt * 1e3), (tot - fr) / 1e9,
+           B * 1e3 / floor_ms(m->type, B), 100.0 * floor_ms(m->type, B) / (dt * 1e3), (tot - fr) / 1e9, peak / 1e9,
            finite ? "" : "  NaN IN LOGITS");
     fflush(stdout);
     free(lg); free(ids); free(last); free(off); free(len); free(slots);
@@ -376,6 +382,9 @@ int main(int argc, char **argv) {
     }
     ggx_backend_params p = {0, 0};
     CHECK(ggx_backend_cuda_init(&p, &be));
+    size_t fr0 = 0, tot0 = 0;
+    CHECK(ggx_cuda_mem_info(be, &fr0, &tot0, NULL));
+    printf("device mem in use after backend creation (CUDA context, scratch): %.2f GB\n", (tot0 - fr0) / 1e9);
     printf("device: %s; xLSTM 7B shape, %d layers, synthetic weights\n", ggx_cuda_device_name(be), n_layers);
     char buf[256];
     snprintf(buf, sizeof buf, "%s", types);
