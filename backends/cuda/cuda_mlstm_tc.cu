@@ -8,9 +8,10 @@
  *     e^(g_c + m_c - m_c+1) and a_s = b_L - b_s + i~_s (the inter kernel takes the token
  *     weights w_s = e^(a_s - m_c+1) when it stages them).
  *   tc_inter: the chunk-to-chunk state recurrence C_c+1 = decay_c C_c + K_c^T diag(w) V_c, one
- *     block per (head, 64 columns of C, 128 rows of C, sequence), the C tile in mma accumulator
- *     registers; K and V of the next chunk are staged with cp.async while the current one is
- *     multiplied. Saves every chunk-start state C_c, n_c to scratch (f32).
+ *     block per (head, 64 columns of C, 64 rows of C (GGX_CUDA_MLSTM_ITD=128: 128), sequence),
+ *     the C tile in mma accumulator registers; K and V of the next chunk are staged with cp.async
+ *     while the current one is multiplied. Saves every chunk-start state C_c, n_c to scratch (f32,
+ *     537 MB per layer for one 8192-token sequence of the 7B, written once and read once).
  *   tc_intra: per (chunk, head): S = (q k^T / sqrt(DQK)) with the causal decay mask and row
  *     stabilizers m_j, the inter-chunk scale e^(b_j + m_c - m_j) and the denominators
  *     (q_j . n_c, S row sums). f32 on CUDA cores (a sixth of the work).
@@ -153,21 +154,27 @@ __global__ void __launch_bounds__(256) tc_gates_kernel(const ggx_cuda_mlstm_args
 }
 
 /* ------------------------------------------------------------------------------- inter ----- */
-constexpr int IT_COLS = 64, IT_D = 128;
-constexpr int KP = IT_D + 8;    /* K stage row pitch: the B-fragment reads hit 32 banks */
+/* IT_D rows of C per block: 128 (one block per SM at the 7B size: 128 blocks) or 64 (two: 256
+ * blocks, twice the warps to hide the latency of the split-and-multiply chain) */
+constexpr int IT_COLS = 64;
 constexpr int VP = IT_COLS + 8; /* V stage row pitch */
-constexpr size_t IT_SMEM = sizeof(float) * (2 * TL * KP + 2 * TL * VP + 2 * TL + IT_D);
+template <int IT_D> struct ItCfg {
+    static constexpr int KP = IT_D + 8; /* K stage row pitch: the B-fragment reads hit 32 banks */
+    static constexpr size_t SMEM = sizeof(float) * (2 * TL * KP + 2 * TL * VP + 2 * TL + 256);
+};
 
+template <int IT_D>
 __device__ __forceinline__ void tc_inter_stage(const ggx_cuda_mlstm_args &a, const float *W, float *Ks,
                                                float *Vs, float *ws, size_t r0, int h, int d0, int c0,
                                                int vec) {
+    constexpr int KP = ItCfg<IT_D>::KP, GPR = IT_D / 4;
     const int tid = threadIdx.x, nh = a.nh, dqk = a.dqk, dv = a.dv;
     const size_t kst = (size_t)nh * dqk, vst = (size_t)nh * dv;
     const float *kb = a.k + r0 * kst + (size_t)h * dqk, *vb = a.v + r0 * vst + (size_t)h * dv;
     if (vec) {
 #pragma unroll
         for (int u = 0; u < TL * IT_D / 4 / 256; u++) {
-            const int idx = tid + 256 * u, row = idx >> 5, q = (idx & 31) * 4, d = d0 + q;
+            const int idx = tid + 256 * u, row = idx / GPR, q = (idx % GPR) * 4, d = d0 + q;
             const bool ok = d < dqk;
             tc_cp16(Ks + row * KP + q, ok ? kb + row * kst + d : a.k, ok ? 16 : 0);
         }
@@ -180,7 +187,7 @@ __device__ __forceinline__ void tc_inter_stage(const ggx_cuda_mlstm_args &a, con
     } else {
 #pragma unroll 8
         for (int u = 0; u < TL * IT_D / 256; u++) {
-            const int idx = tid + 256 * u, row = idx >> 7, q = idx & 127, d = d0 + q;
+            const int idx = tid + 256 * u, row = idx / IT_D, q = idx % IT_D, d = d0 + q;
             const bool ok = d < dqk;
             tc_cp4(Ks + row * KP + q, ok ? kb + row * kst + d : a.k, ok ? 4 : 0);
         }
@@ -194,12 +201,14 @@ __device__ __forceinline__ void tc_inter_stage(const ggx_cuda_mlstm_args &a, con
     if (tid < TL) tc_cp4(ws + tid, W + (r0 + tid) * nh + h, 4);
 }
 
-/* Block per (head, 64 columns, 128 rows of C x sequence); 8 warps = 2 (32 columns) x 4 (32 rows).
- * A warp's accumulators hold C^T [32 cols, 32 rows]: D[m = col][n = row] += sum_s
+/* Block per (head, 64 columns, IT_D rows of C x sequence); 8 warps = 2 (32 columns) x 4 (IT_D/4
+ * rows). A warp's accumulators hold C^T [32 cols, IT_D/4 rows]: D[m = col][n = row] += sum_s
  * (w_s v_s[col]) k_s[row] (A = (diag(w) V)^T, B = K). */
-__global__ void __launch_bounds__(256, 1) tc_inter_kernel(const ggx_cuda_mlstm_args a, int T, int max_chunks,
-                                                       int vec) {
+template <int IT_D>
+__global__ void __launch_bounds__(256, IT_D == 64 ? 2 : 1)
+    tc_inter_kernel(const ggx_cuda_mlstm_args a, int T, int max_chunks, int vec) {
     GGX_PDL_ENTER();
+    constexpr int KP = ItCfg<IT_D>::KP, WD = IT_D / 4, NI = WD / 8, NG = 256 / IT_D;
     extern __shared__ __align__(16) float tc_sm[];
     float *Ks = tc_sm, *Vs = Ks + 2 * TL * KP, *ws = Vs + 2 * TL * VP, *nred = ws + 2 * TL;
     const int nh = a.nh, dqk = a.dqk, dv = a.dv;
@@ -219,20 +228,20 @@ __global__ void __launch_bounds__(256, 1) tc_inter_kernel(const ggx_cuda_mlstm_a
     const size_t off = (size_t)a.seq_off[s];
     const bool do_n = ct == 0; /* the first column tile also carries n (its rows) */
 
-    float acc[2][4][4];
+    float acc[2][NI][4];
 #pragma unroll
     for (int mi = 0; mi < 2; mi++)
 #pragma unroll
-        for (int ni = 0; ni < 4; ni++)
+        for (int ni = 0; ni < NI; ni++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int col = c0 + wc * 32 + mi * 16 + g + (e >> 1) * 8;
-                const int d = d0 + wd * 32 + ni * 8 + 2 * t + (e & 1);
+                const int d = d0 + wd * WD + ni * 8 + 2 * t + (e & 1);
                 acc[mi][ni][e] = (col < dv && d < dqk) ? Cp[(size_t)d * dv + col] : 0.0f;
             }
     float n_own = (do_n && tid < IT_D && d0 + tid < dqk) ? np[d0 + tid] : 0.0f;
 
-    tc_inter_stage(a, W, Ks, Vs, ws, off, h, d0, c0, vec);
+    tc_inter_stage<IT_D>(a, W, Ks, Vs, ws, off, h, d0, c0, vec);
     tc_commit();
     float dec_nx = DEC[0], m_nx = MC[nh]; /* the next chunk's decay and m (loaded a chunk ahead) */
     for (int ch = 0; ch < nc; ch++) {
@@ -243,7 +252,7 @@ __global__ void __launch_bounds__(256, 1) tc_inter_kernel(const ggx_cuda_mlstm_a
             m_nx = MC[(size_t)(ch + 2) * nh];
         }
         if (ch + 1 < nc)
-            tc_inter_stage(a, W, Ks + (buf ^ 1) * TL * KP, Vs + (buf ^ 1) * TL * VP, ws + (buf ^ 1) * TL,
+            tc_inter_stage<IT_D>(a, W, Ks + (buf ^ 1) * TL * KP, Vs + (buf ^ 1) * TL * VP, ws + (buf ^ 1) * TL,
                            off + (size_t)(ch + 1) * TL, h, d0, c0, vec);
         tc_commit();
         /* the state at the chunk start, for the intra and output kernels */
@@ -251,18 +260,18 @@ __global__ void __launch_bounds__(256, 1) tc_inter_kernel(const ggx_cuda_mlstm_a
 #pragma unroll
         for (int mi = 0; mi < 2; mi++)
 #pragma unroll
-            for (int ni = 0; ni < 4; ni++)
+            for (int ni = 0; ni < NI; ni++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int col = c0 + wc * 32 + mi * 16 + g + (e >> 1) * 8;
-                    const int d = d0 + wd * 32 + ni * 8 + 2 * t + (e & 1);
+                    const int d = d0 + wd * WD + ni * 8 + 2 * t + (e & 1);
                     if (col < dv && d < dqk) sv[(size_t)d * dv + col] = acc[mi][ni][e];
                 }
         if (do_n && tid < IT_D && d0 + tid < dqk) sv[(size_t)dqk * dv + d0 + tid] = n_own;
 #pragma unroll
         for (int mi = 0; mi < 2; mi++)
 #pragma unroll
-            for (int ni = 0; ni < 4; ni++)
+            for (int ni = 0; ni < NI; ni++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) acc[mi][ni][e] *= dec;
         tc_wait<1>();
@@ -274,7 +283,7 @@ __global__ void __launch_bounds__(256, 1) tc_inter_kernel(const ggx_cuda_mlstm_a
         for (int kk = 0; kk < TL / 8; kk++) {
             const int r = kk * 8 + t;
             const float w0 = wb[r], w1 = wb[r + 4];
-            uint32_t ah[2][4], al[2][4], bh[4][2], bl[4][2];
+            uint32_t ah[2][4], al[2][4], bh[NI][2], bl[NI][2];
 #pragma unroll
             for (int mi = 0; mi < 2; mi++) {
                 const int cl = wc * 32 + mi * 16 + g;
@@ -284,43 +293,47 @@ __global__ void __launch_bounds__(256, 1) tc_inter_kernel(const ggx_cuda_mlstm_a
                 tc_split(Vb[(r + 4) * VP + cl + 8] * w1, ah[mi][3], al[mi][3]);
             }
 #pragma unroll
-            for (int ni = 0; ni < 4; ni++) {
-                const int dl = wd * 32 + ni * 8 + g;
+            for (int ni = 0; ni < NI; ni++) {
+                const int dl = wd * WD + ni * 8 + g;
                 tc_split(Kb[r * KP + dl], bh[ni][0], bl[ni][0]);
                 tc_split(Kb[(r + 4) * KP + dl], bh[ni][1], bl[ni][1]);
             }
 #pragma unroll
             for (int mi = 0; mi < 2; mi++)
 #pragma unroll
-                for (int ni = 0; ni < 4; ni++) tc_mma(acc[mi][ni], al[mi], bh[ni][0], bh[ni][1]);
+                for (int ni = 0; ni < NI; ni++) tc_mma(acc[mi][ni], al[mi], bh[ni][0], bh[ni][1]);
 #pragma unroll
             for (int mi = 0; mi < 2; mi++)
 #pragma unroll
-                for (int ni = 0; ni < 4; ni++) tc_mma(acc[mi][ni], ah[mi], bl[ni][0], bl[ni][1]);
+                for (int ni = 0; ni < NI; ni++) tc_mma(acc[mi][ni], ah[mi], bl[ni][0], bl[ni][1]);
 #pragma unroll
             for (int mi = 0; mi < 2; mi++)
 #pragma unroll
-                for (int ni = 0; ni < 4; ni++) tc_mma(acc[mi][ni], ah[mi], bh[ni][0], bh[ni][1]);
+                for (int ni = 0; ni < NI; ni++) tc_mma(acc[mi][ni], ah[mi], bh[ni][0], bh[ni][1]);
         }
         if (do_n) { /* n_c+1 = decay n_c + sum_s w_s k_s for this block's rows (f32 FMA) */
-            const int dl = tid & (IT_D - 1), half = tid >> 7;
+            const int dl = tid % IT_D, grp = tid / IT_D;
             float p = 0.0f;
 #pragma unroll 8
-            for (int r = half * 32; r < half * 32 + 32; r++) p = fmaf(wb[r], Kb[r * KP + dl], p);
-            if (half) nred[dl] = p;
+            for (int r = grp * (TL / NG); r < (grp + 1) * (TL / NG); r++) p = fmaf(wb[r], Kb[r * KP + dl], p);
+            if (grp) nred[(grp - 1) * IT_D + dl] = p;
             __syncthreads();
-            if (!half) n_own = fmaf(n_own, dec, p + nred[dl]);
+            if (!grp) {
+#pragma unroll
+                for (int q = 1; q < NG; q++) p += nred[(q - 1) * IT_D + dl];
+                n_own = fmaf(n_own, dec, p);
+            }
         }
         __syncthreads(); /* the buffer of chunk ch is free for chunk ch + 2 */
     }
 #pragma unroll
     for (int mi = 0; mi < 2; mi++)
 #pragma unroll
-        for (int ni = 0; ni < 4; ni++)
+        for (int ni = 0; ni < NI; ni++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int col = c0 + wc * 32 + mi * 16 + g + (e >> 1) * 8;
-                const int d = d0 + wd * 32 + ni * 8 + 2 * t + (e & 1);
+                const int d = d0 + wd * WD + ni * 8 + 2 * t + (e & 1);
                 if (col < dv && d < dqk) Cp[(size_t)d * dv + col] = acc[mi][ni][e];
             }
     if (do_n && tid < IT_D && d0 + tid < dqk) np[d0 + tid] = n_own;
@@ -573,18 +586,21 @@ bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
 } // namespace
 
+static int g_tc_smem = -1; /* the device's shared memory per block (opt-in), once per process */
+
 bool ggx_cuda_mlstm_tc_enabled(void) {
     static int on = -1;
     if (on < 0) {
         const char *e = getenv("GGX_CUDA_MLSTM_TC");
         int ok = !(e && e[0] == '0');
-        /* needs mma.sync tf32 (sm_80+) and ~108 KB of shared memory per block */
+        /* needs mma.sync tf32 (sm_80+) and ~85 KB of shared memory per block */
         int dev = 0, major = 0, smem = 0;
         if (ok && (cudaGetDevice(&dev) != cudaSuccess ||
                    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
                    cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
-                   major < 8 || (size_t)smem < IT_SMEM))
+                   major < 8 || (size_t)smem < ItCfg<64>::SMEM || (size_t)smem < OT_SMEM))
             ok = 0;
+        g_tc_smem = smem;
         on = ok;
     }
     return on != 0;
@@ -599,15 +615,23 @@ cudaError_t ggx_cuda_mlstm_chunkwise_tc(cudaStream_t st, const ggx_cuda_mlstm_ar
     if (a->chunk != TL || !a->scratch || a->dqk > 256) return cudaErrorInvalidValue;
     const int max_chunks = a->max_len / TL;
     if (max_chunks < 1) return cudaSuccess;
+    /* GGX_CUDA_MLSTM_ITD=128: rows of C per inter block (default 64: H100, 7B, 8192 tokens: 1.56 vs
+     * 1.62 ms per layer for the whole mLSTM). Read once: a process's graphs all use one value. */
+    static int it_d = -1;
+    if (it_d < 0) {
+        const char *ev = getenv("GGX_CUDA_MLSTM_ITD");
+        it_d = ev && atoi(ev) == 128 && (size_t)g_tc_smem >= ItCfg<128>::SMEM ? 128 : 64;
+    }
     static int attr_dev = -1; /* dynamic shared memory above 48 KB: once per device */
     int dev = 0;
     cudaError_t e = cudaGetDevice(&dev);
     if (e != cudaSuccess) return e;
     if (attr_dev != dev) {
-        if ((e = cudaFuncSetAttribute(tc_inter_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)IT_SMEM)) !=
-                cudaSuccess ||
-            (e = cudaFuncSetAttribute(tc_out_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)OT_SMEM)) !=
-                cudaSuccess)
+        const cudaFuncAttribute at = cudaFuncAttributeMaxDynamicSharedMemorySize;
+        if ((it_d == 128 &&
+             (e = cudaFuncSetAttribute(tc_inter_kernel<128>, at, (int)ItCfg<128>::SMEM)) != cudaSuccess) ||
+            (e = cudaFuncSetAttribute(tc_inter_kernel<64>, at, (int)ItCfg<64>::SMEM)) != cudaSuccess ||
+            (e = cudaFuncSetAttribute(tc_out_kernel, at, (int)OT_SMEM)) != cudaSuccess)
             return e;
         attr_dev = dev;
     }
@@ -615,9 +639,14 @@ cudaError_t ggx_cuda_mlstm_chunkwise_tc(cudaStream_t st, const ggx_cuda_mlstm_ar
     const int vec_kv = a->dqk % 4 == 0 && a->dv % 4 == 0 && aligned16(a->k) && aligned16(a->v);
     const int vec_q = a->dqk % 4 == 0 && aligned16(a->q);
     GGX_LAUNCH(tc_gates_kernel, a->n_seqs * a->nh, 256, 0, st, *a, T, max_chunks);
-    const int n_dt = (a->dqk + IT_D - 1) / IT_D;
-    dim3 gi((unsigned)a->nh, (unsigned)((a->dv + IT_COLS - 1) / IT_COLS), (unsigned)(a->n_seqs * n_dt));
-    GGX_LAUNCH(tc_inter_kernel, gi, 256, IT_SMEM, st, *a, T, max_chunks, vec_kv);
+    const int n_ct = (a->dv + IT_COLS - 1) / IT_COLS;
+    if (it_d == 64) {
+        dim3 gi((unsigned)a->nh, (unsigned)n_ct, (unsigned)(a->n_seqs * ((a->dqk + 63) / 64)));
+        GGX_LAUNCH(tc_inter_kernel<64>, gi, 256, ItCfg<64>::SMEM, st, *a, T, max_chunks, vec_kv);
+    } else {
+        dim3 gi((unsigned)a->nh, (unsigned)n_ct, (unsigned)(a->n_seqs * ((a->dqk + 127) / 128)));
+        GGX_LAUNCH(tc_inter_kernel<128>, gi, 256, ItCfg<128>::SMEM, st, *a, T, max_chunks, vec_kv);
+    }
     dim3 gs((unsigned)max_chunks, (unsigned)a->nh, (unsigned)a->n_seqs);
     GGX_LAUNCH(tc_intra_kernel, gs, 256, 0, st, *a, T, max_chunks);
     dim3 go((unsigned)max_chunks, (unsigned)a->nh, (unsigned)a->n_seqs);
