@@ -509,7 +509,13 @@ template <bool Q4>
 __global__ void __launch_bounds__(256) mmq8_quant_kernel(const float *x, const float *xb, int xmode,
                                                          int cols, int n_tok, int nt_pad, int cpad,
                                                          int8_t *xq, float *xd) {
-    GGX_PDL_ENTER();
+    /* trigger before the wait: mmq8_kernel may then launch at once and fetch its first weight
+     * tiles while this kernel still waits for its predecessor (with the usual order it could
+     * start only after that one had finished). Safe: mmq8_kernel reads x only after its own
+     * wait (this kernel complete, hence its predecessor too), and every block of the predecessor
+     * is already resident (it triggered), so the three overlapping kernels cannot deadlock. */
+    ggx_pdl_trigger();
+    ggx_pdl_wait();
     const int u = (int)blockIdx.x * 256 + (int)threadIdx.x;
     const int upr = cpad / 4;
     const int tok = u / upr, f = u % upr, e = 4 * f;
@@ -571,16 +577,11 @@ __global__ void __launch_bounds__(MMQ_THREADS, 2) mmq8_kernel(const MmqArgs a) {
      * (pointers computed once: the address math per copy was a large part of the issue). */
     constexpr int WPT = C::WCH / MMQ_THREADS;              /* weight copies per thread */
     constexpr int XPT = (C::XCH + MMQ_THREADS - 1) / MMQ_THREADS;
-    uint32_t wsrc[WPT]; /* offsets from wq (the host keeps matrices under 4 GiB here) */
-    int wdst[WPT];
-    const int wch = (tid % CPR) * 16; /* this thread's byte offset in a row's tile */
-#pragma unroll
-    for (int i = 0; i < WPT; i++) {
-        const int r = (tid + i * MMQ_THREADS) / CPR;
-        const int gr = rb0 + r < rows ? rb0 + r : rows - 1;
-        wsrc[i] = (uint32_t)((size_t)gr * qrow + (size_t)tile0 * WROW + wch);
-        wdst[i] = r * WSTR + wch;
-    }
+    /* weights: copy i of a thread is row r0 + i * RPI, bytes wch.. of the row's tile; 32-bit
+     * offsets from wq (the host keeps these matrices under 4 GiB) */
+    constexpr int RPI = MMQ_THREADS / CPR;
+    const int wch = (tid % CPR) * 16, r0 = tid / CPR;
+    const uint32_t wbase = (uint32_t)((size_t)tile0 * WROW + wch);
     /* scales (sc_async): one 4-byte word per thread and tile (BM * BPT / 2 == threads) */
     static_assert(BM * BPT / 2 == MMQ_THREADS, "one scale word per thread");
     const int sr = tid / (BPT / 2), swd = tid % (BPT / 2);
@@ -601,7 +602,11 @@ __global__ void __launch_bounds__(MMQ_THREADS, 2) mmq8_kernel(const MmqArgs a) {
         const bool full = kb + WROW <= qrow;
         const bool ok = full || kb + wch < qrow;
 #pragma unroll
-        for (int i = 0; i < WPT; i++) cp_async16(st + wdst[i], wq + (ok ? wsrc[i] + (uint32_t)(j * WROW) : 0u), ok);
+        for (int i = 0; i < WPT; i++) {
+            const int gr = rb0 + r0 + i * RPI < rows ? rb0 + r0 + i * RPI : rows - 1;
+            cp_async16(st + (r0 + i * RPI) * WSTR + wch,
+                       wq + (ok ? (uint32_t)gr * (uint32_t)qrow + wbase + (uint32_t)(j * WROW) : 0u), ok);
+        }
     };
     /* x tile j and its scales (the scratch is padded: every copy is in bounds) */
     auto load_x = [&](int j) {
