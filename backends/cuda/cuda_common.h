@@ -180,12 +180,11 @@ cudaError_t ggx_cuda_add_rms_norm(cudaStream_t s, const float *a, const float *b
                                   float eps);
 /* Scratch for split-K launches (once per process; the device of the first backend). */
 cudaError_t ggx_cuda_mv_init(void);
-/* q8_0/q4_0 matvecs with int8 activations: 0 never (exact f32 path), 1 always, 2 (default)
- * for 1-2 tokens */
+/* q8_0/q4_0 products with int8 activations: 0 never (exact f32 path), 1 always, 2 (default)
+ * for 1-2 tokens on the matvecs and from 3 tokens on mmq (cuda_mmq.cu's mmq8_kernel) */
 void ggx_cuda_mv_set_int8_x(int mode);
 int ggx_cuda_mv_int8_mode(void);
-/* int8 activations for every token count (mode 1): the other small-batch paths (mmq) may then
- * trade exactness for speed too; otherwise they stay exact */
+/* int8 activations for every token count (mode 1); mmq reads ggx_cuda_mv_int8_mode() */
 bool ggx_cuda_mv_int8_x(void);
 /* Whether the mv kernels handle this type / column count (else the GEMM path is used). */
 bool ggx_cuda_mv_supported(enum ggx_type t, int64_t cols);
