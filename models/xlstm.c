@@ -260,11 +260,30 @@ static void bind_one(xl_weight *w, void *ud) {
     if (c->st != GGX_OK) ggx_fail_wrap(c->st, "tensor %s", w->name);
 }
 
+/* "812.3 KB", "13.9 MB", "4.06 GB" (decimal units, like the rest of the output) */
+static const char *human_bytes(char buf[32], uint64_t n) {
+    if (n >= 1000000000ULL) snprintf(buf, 32, "%.2f GB", (double)n / 1e9);
+    else if (n >= 1000000ULL) snprintf(buf, 32, "%.1f MB", (double)n / 1e6);
+    else snprintf(buf, 32, "%.1f KB", (double)n / 1e3);
+    return buf;
+}
+
 void xl_finish_desc(ggx_model *m, const char *src) {
     uint64_t n = ggx_model_weight_bytes(m);
     m->wtype = m->layers[0].wq.type;
     snprintf(m->desc, sizeof m->desc, "xlstm %d blocks E=%d %s %.1f MB%s%s", m->hp.n_layer,
              m->hp.embd, ggx_type_name(m->wtype), (double)n / 1e6, src ? " " : "", src ? src : "");
+    /* what `-v` shows a user sizing memory: the state is the whole per-sequence cost (no KV
+     * cache growing with the context) */
+    const xl_hparams *hp = &m->hp;
+    ggx_log_info("model: %s: %d blocks, embedding %d, %d heads (qk %d, v %d per head), ffn %d, "
+                 "vocab %d, chunk %d", m->desc, hp->n_layer, hp->embd, hp->n_heads, hp->dqk, hp->dv,
+                 hp->ffn, hp->vocab, hp->chunk);
+    char w[32], st[32], rd[32];
+    ggx_log_info("model: weights %s on the %s backend; recurrent state %s per sequence, whatever "
+                 "the context length; one decode step reads %s of weights", human_bytes(w, n),
+                 m->be->iface.name, human_bytes(st, ggx_model_state_size(m)),
+                 human_bytes(rd, ggx_model_weight_bytes_per_token(m)));
 }
 
 ggx_status ggx_model_load(const char *path, const ggx_model_params *params, ggx_model **out) {

@@ -120,6 +120,11 @@ check '[ $? -eq 2 ]' "unknown option exit code"
 check '[ $? -eq 2 ] && grep -q "top-p" "$TMP/err"' "bad --top-p"
 "$BIN" run -m "$MODEL" --ids 1,99999 2>"$TMP/err"
 check '[ $? -eq 2 ] && grep -q "ids" "$TMP/err"' "out-of-range --ids"
+# -v: what the model costs in memory (weights, the constant per-sequence state), on stderr only
+"$BIN" run -m "$MODEL" -p "ROMEO:" -n 2 --temp 0 -v >"$TMP/vout" 2>"$TMP/verr"
+check '[ $? -eq 0 ] && grep -q "recurrent state [0-9.]* [KMG]B per sequence" "$TMP/verr" &&
+       grep -q "heads (qk 32, v 64 per head)" "$TMP/verr" && ! grep -q "per sequence" "$TMP/vout"' \
+      "-v load information: $(head -c 300 "$TMP/verr")"
 "$BIN" run -m "$TMP/nope.ggx" -p x 2>"$TMP/err"
 check '[ $? -eq 1 ] && grep -q "^ggx run: " "$TMP/err"' "missing model file message"
 

@@ -57,7 +57,7 @@ static void usage(FILE *out) {
             "  --tokenizer FILE         tokenizer.json (or .ggx) to use instead of the model's\n"
             "  --backend cpu|cuda       compute backend (default cpu)\n"
             "  -t, --threads N          CPU threads (default: physical cores)\n"
-            "  -v, --verbose            log requests and errors\n"
+            "  -v, --verbose            log requests, errors and the model's memory at load\n"
             "  --quiet                  no startup messages\n"
             "\n"
             "examples:\n"
@@ -262,6 +262,7 @@ int ggx_cmd_serve(int argc, char **argv) {
     ctx.lim.default_chat_tokens = 256;
     ctx.created = (long)time(NULL);
     ctx.verbose = verbose;
+    if (verbose) ggx_set_log_level(1); /* the model's shape and memory at load (docs/cli.md) */
     if (alias) snprintf(ctx.model_name, sizeof ctx.model_name, "%s", alias);
     else if (synthetic)
         snprintf(ctx.model_name, sizeof ctx.model_name, "synthetic-%s", ggx_type_name(wtype));

@@ -326,6 +326,9 @@ ggx_status be_weights_map_rows(ggx_backend *be, const void *host_ptr, size_t siz
     } else {
         memcpy(dst, src, size);
     }
+    ggx_log_info("cuda: %s [%lld, %lld] (%.1f MB) kept in mapped host memory: GET_ROWS reads its "
+                 "rows over the bus (GGX_CUDA_EMB_HOST=0 puts it in device memory)",
+                 ggx_type_name(type), (long long)rows, (long long)cols, dev_bytes / 1e6);
     *out = h;
     return GGX_OK;
 }
@@ -1218,6 +1221,12 @@ extern "C" ggx_status ggx_backend_cuda_init(const ggx_backend_params *p, ggx_bac
         if (stack) INIT_TRY(cudaDeviceSetLimit(cudaLimitStackSize, stack), "stack size limit");
     }
     INIT_TRY(ggx_cuda_mv_init(), "matvec scratch");
+    {
+        size_t fr = 0, tot = 0;
+        if (cudaMemGetInfo(&fr, &tot) == cudaSuccess)
+            ggx_log_info("cuda: device %d, %s (sm_%d%d), %.2f of %.2f GB free after backend creation",
+                         dev, prop.name, prop.major, prop.minor, fr / 1e9, tot / 1e9);
+    }
     /* cuBLAS is created by the first GEMM (ensure_cublas): a decode-only process never pays
      * its memory */
 #undef INIT_TRY
