@@ -256,6 +256,19 @@ cudaError_t ggx_cuda_mlstm_chunkwise(cudaStream_t s, const ggx_cuda_mlstm_args *
 /* scratch floats the chunkwise path needs (0 if it cannot be used for these sizes) */
 size_t ggx_cuda_mlstm_scratch_floats(int n_seqs, int max_len, int total_tokens, int nh, int dqk,
                                      int dv, int chunk);
+/* Chunkwise mLSTM (xlstm-spec §5), token j of a chunk: b = the chunk's prefix sums of
+ * logsigmoid(f~), ig = its input-gate pre-activations, m0 = the stabilizer at the chunk start.
+ * The row stabilizer m_j = max(b_j + m0, max_{q <= j} (b_j - b_q + ig_q)) and the scale of the
+ * inter-chunk part exp(b_j + m0 - m_j) (both chunkwise paths, f32 and tensor cores). */
+__device__ __forceinline__ void ggx_cuda_mlstm_row_stab(int j, const float *b, const float *ig, float m0,
+                                                        float *mj, float *scj) {
+    float mi = -INFINITY;
+    for (int q = 0; q <= j; q++) mi = fmaxf(mi, b[j] - b[q] + ig[q]);
+    const float minter = b[j] + m0;
+    const float m = fmaxf(minter, mi);
+    mj[j] = m;
+    scj[j] = expf(minter - m);
+}
 /* the tensor-core version of the chunkwise path (cuda_mlstm_tc.cu; ggx_cuda_mlstm_chunkwise takes
  * it unless GGX_CUDA_MLSTM_TC=0 or the GPU lacks sm_80 / 85 KB of shared memory per block) */
 bool ggx_cuda_mlstm_tc_enabled(void);

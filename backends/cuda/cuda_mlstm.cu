@@ -418,15 +418,7 @@ __global__ void __launch_bounds__(256) mlstm_out_kernel(const ggx_cuda_mlstm_arg
         for (int u = 0; u < VR; u++) vt[(tid / OCOL + (256 / OCOL) * u) * OCOL + cc] = tv[u];
     }
     __syncthreads();
-    if (tid < OC) { /* row stabilizer m_j and the inter-chunk scale */
-        const int jr = tid;
-        float mi = -INFINITY;
-        for (int q = 0; q <= jr; q++) mi = fmaxf(mi, bj[jr] - bj[q] + ii[q]);
-        const float minter = bj[jr] + m0;
-        const float m = fmaxf(minter, mi);
-        mj[jr] = m;
-        scj[jr] = expf(minter - m);
-    }
+    if (tid < OC) ggx_cuda_mlstm_row_stab(tid, bj, ii, m0, mj, scj); /* row stabilizer, inter-chunk scale */
     __syncthreads();
     for (int e = tid; e < OC * OC; e += 256) { /* decay mask */
         const int jr = e / OC, q = e % OC;

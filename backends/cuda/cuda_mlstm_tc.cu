@@ -71,6 +71,26 @@ __device__ __forceinline__ void tc_mma(float (&d)[4], const uint32_t (&a)[4], ui
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+/* acc[mi][ni] += A B over 8 k: the warp's two 16-row tiles (rows row + 16 mi and + 8, A in shared
+ * memory with row stride ap, columns k and k + 4) times four 8-column tiles of B, given as split
+ * fragments; 3xTF32, the small terms (lo hi, hi lo) before hi hi */
+__device__ __forceinline__ void tc_mma_2x4(float (&acc)[2][4][4], const float *A, int ap, int row, int k,
+                                           const uint32_t (&bh)[4][2], const uint32_t (&bl)[4][2]) {
+#pragma unroll
+    for (int mi = 0; mi < 2; mi++, row += 16) {
+        uint32_t ah[4], al[4];
+        tc_split(A[row * ap + k], ah[0], al[0]);
+        tc_split(A[(row + 8) * ap + k], ah[1], al[1]);
+        tc_split(A[row * ap + k + 4], ah[2], al[2]);
+        tc_split(A[(row + 8) * ap + k + 4], ah[3], al[3]);
+#pragma unroll
+        for (int ni = 0; ni < 4; ni++) tc_mma(acc[mi][ni], al, bh[ni][0], bh[ni][1]);
+#pragma unroll
+        for (int ni = 0; ni < 4; ni++) tc_mma(acc[mi][ni], ah, bl[ni][0], bl[ni][1]);
+#pragma unroll
+        for (int ni = 0; ni < 4; ni++) tc_mma(acc[mi][ni], ah, bh[ni][0], bh[ni][1]);
+    }
+}
 __device__ __forceinline__ void tc_cp16(float *dst, const float *src, int bytes) {
     const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(bytes) : "memory");
@@ -411,15 +431,7 @@ __global__ void __launch_bounds__(256) tc_intra_kernel(const ggx_cuda_mlstm_args
         qn[tid] = qn_acc;
     }
     __syncthreads();
-    if (tid < TL) { /* row stabilizer m_j and the inter-chunk scale */
-        const int jr = tid;
-        float mi = -INFINITY;
-        for (int q = 0; q <= jr; q++) mi = fmaxf(mi, bj[jr] - bj[q] + ii[q]);
-        const float minter = bj[jr] + m0;
-        const float m = fmaxf(minter, mi);
-        mj[jr] = m;
-        scj[jr] = expf(minter - m);
-    }
+    if (tid < TL) ggx_cuda_mlstm_row_stab(tid, bj, ii, m0, mj, scj); /* row stabilizer, inter-chunk scale */
     __syncthreads();
     float *Sg = a.scratch + ly.S + blk * TL * TL;
     for (int e = tid; e < TL * TL; e += 256) { /* decay mask */
@@ -518,21 +530,7 @@ __global__ void __launch_bounds__(256, 2) tc_out_kernel(const ggx_cuda_mlstm_arg
             tc_split(b0, bh[ni][0], bl[ni][0]);
             tc_split(b1, bh[ni][1], bl[ni][1]);
         }
-#pragma unroll
-        for (int mi = 0; mi < 2; mi++) {
-            const int row = wm * 32 + mi * 16 + g;
-            uint32_t ah[4], al[4];
-            tc_split(Qs[row * QP + d], ah[0], al[0]);
-            tc_split(Qs[(row + 8) * QP + d], ah[1], al[1]);
-            tc_split(Qs[row * QP + d + 4], ah[2], al[2]);
-            tc_split(Qs[(row + 8) * QP + d + 4], ah[3], al[3]);
-#pragma unroll
-            for (int ni = 0; ni < 4; ni++) tc_mma(acc[mi][ni], al, bh[ni][0], bh[ni][1]);
-#pragma unroll
-            for (int ni = 0; ni < 4; ni++) tc_mma(acc[mi][ni], ah, bl[ni][0], bl[ni][1]);
-#pragma unroll
-            for (int ni = 0; ni < 4; ni++) tc_mma(acc[mi][ni], ah, bh[ni][0], bh[ni][1]);
-        }
+        tc_mma_2x4(acc, Qs, QP, wm * 32 + g, d, bh, bl);
     }
 #pragma unroll
     for (int mi = 0; mi < 2; mi++)
@@ -553,21 +551,7 @@ __global__ void __launch_bounds__(256, 2) tc_out_kernel(const ggx_cuda_mlstm_arg
             tc_split(b0, bh[ni][0], bl[ni][0]);
             tc_split(b1, bh[ni][1], bl[ni][1]);
         }
-#pragma unroll
-        for (int mi = 0; mi < 2; mi++) {
-            const int row = wm * 32 + mi * 16 + g;
-            uint32_t ah[4], al[4];
-            tc_split(Ss[row * SP + sr], ah[0], al[0]);
-            tc_split(Ss[(row + 8) * SP + sr], ah[1], al[1]);
-            tc_split(Ss[row * SP + sr + 4], ah[2], al[2]);
-            tc_split(Ss[(row + 8) * SP + sr + 4], ah[3], al[3]);
-#pragma unroll
-            for (int ni = 0; ni < 4; ni++) tc_mma(acc[mi][ni], al, bh[ni][0], bh[ni][1]);
-#pragma unroll
-            for (int ni = 0; ni < 4; ni++) tc_mma(acc[mi][ni], ah, bl[ni][0], bl[ni][1]);
-#pragma unroll
-            for (int ni = 0; ni < 4; ni++) tc_mma(acc[mi][ni], ah, bh[ni][0], bh[ni][1]);
-        }
+        tc_mma_2x4(acc, Ss, SP, wm * 32 + g, sr, bh, bl);
     }
 #pragma unroll
     for (int mi = 0; mi < 2; mi++)

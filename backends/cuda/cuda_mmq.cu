@@ -159,6 +159,22 @@ __device__ __forceinline__ uint32_t bf2(float lo, float hi) {
 __device__ __forceinline__ float bf_lo(uint32_t u) { return __uint_as_float(u << 16); }
 __device__ __forceinline__ float bf_hi(uint32_t u) { return __uint_as_float(u & 0xFFFF0000u); }
 
+/* the scales of local tile j of a block (rows rb0.., 32-blocks (tile0 + j) * BPT..) into registers,
+ * SCN per thread, when cp.async cannot copy them (rows of an odd number of 32-blocks are not
+ * 4-byte aligned: sc_async 0) */
+template <int SCN, int BPT>
+__device__ __forceinline__ void mmq_load_sc(const MmqArgs &a, const __half *wsc, int rb0, int rows, int bpr,
+                                            int tile0, int n_local, int tid, int j, __half (&v)[SCN]) {
+    if (a.sc_async) return;
+#pragma unroll
+    for (int i = 0; i < SCN; i++) {
+        const int c = tid + i * MMQ_THREADS, r = c / BPT, b = c % BPT;
+        const int gr = rb0 + r < rows ? rb0 + r : rows - 1;
+        const int blk = (tile0 + j) * BPT + b;
+        v[i] = j < n_local && blk < bpr ? wsc[(size_t)gr * bpr + blk] : __float2half(0.0f);
+    }
+}
+
 /* the end of a launch: split K (partials, then the last block of the row block adds them in
  * split order), the soft-cap epilogue, the store. acc: rows (r_a + 16m, r_a + 16m + 8) x tokens
  * (8n + 2t, 8n + 2t + 1) of this thread. */
@@ -280,14 +296,7 @@ __global__ void __launch_bounds__(MMQ_THREADS, MT == 1 ? 2 : 1) mmq_kernel(const
     };
     /* scales of tile j into registers (stored to shared memory later) */
     auto load_sc = [&](int j, __half (&v)[C::SCN]) {
-        if (a.sc_async) return;
-#pragma unroll
-        for (int i = 0; i < C::SCN; i++) {
-            const int c = tid + i * MMQ_THREADS, r = c / BPT, b = c % BPT;
-            const int gr = rb0 + r < rows ? rb0 + r : rows - 1;
-            const int blk = (tile0 + j) * BPT + b;
-            v[i] = j < n_local && blk < bpr ? wsc[(size_t)gr * bpr + blk] : __float2half(0.0f);
-        }
+        mmq_load_sc<C::SCN, BPT>(a, wsc, rb0, rows, bpr, tile0, n_local, tid, j, v);
     };
     auto store_sc = [&](int j, const __half (&v)[C::SCN]) {
         if (a.sc_async) return;
@@ -620,14 +629,7 @@ __global__ void __launch_bounds__(MMQ_THREADS, 2) mmq8_kernel(const MmqArgs a) {
         if (tid < C::XDCH) cp_async16(sx + C::X_ST + 16 * tid, dsrc + (size_t)j * BPT * NT * 2, true);
     };
     auto load_sc = [&](int j, __half (&v)[C::SCN]) {
-        if (a.sc_async) return;
-#pragma unroll
-        for (int i = 0; i < C::SCN; i++) {
-            const int c = tid + i * MMQ_THREADS, r = c / BPT, b = c % BPT;
-            const int gr = rb0 + r < rows ? rb0 + r : rows - 1;
-            const int blk = (tile0 + j) * BPT + b;
-            v[i] = j < n_local && blk < bpr ? wsc[(size_t)gr * bpr + blk] : __float2half(0.0f);
-        }
+        mmq_load_sc<C::SCN, BPT>(a, wsc, rb0, rows, bpr, tile0, n_local, tid, j, v);
     };
     auto store_sc = [&](int j, const __half (&v)[C::SCN]) {
         if (a.sc_async) return;
