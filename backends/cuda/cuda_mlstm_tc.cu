@@ -71,6 +71,20 @@ __device__ __forceinline__ void tc_mma(float (&d)[4], const uint32_t (&a)[4], ui
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+/* B fragments of four 8-column tiles (columns colb + 8 ni + g, those >= ncols read as 0) from two
+ * rows of a row-major f32 matrix (k and k + 4: ra, rb; a row with ok_* false reads as 0), split
+ * for 3xTF32 */
+__device__ __forceinline__ void tc_load_b(uint32_t (&bh)[4][2], uint32_t (&bl)[4][2], const float *ra, bool ok_a,
+                                          const float *rb, bool ok_b, int colb, int ncols) {
+#pragma unroll
+    for (int ni = 0; ni < 4; ni++) {
+        const int col = colb + ni * 8;
+        const float b0 = (col < ncols && ok_a) ? __ldg(ra + col) : 0.0f;
+        const float b1 = (col < ncols && ok_b) ? __ldg(rb + col) : 0.0f;
+        tc_split(b0, bh[ni][0], bl[ni][0]);
+        tc_split(b1, bh[ni][1], bl[ni][1]);
+    }
+}
 /* acc[mi][ni] += A B over 8 k: the warp's two 16-row tiles (rows row + 16 mi and + 8, A in shared
  * memory with row stride ap, columns k and k + 4) times four 8-column tiles of B, given as split
  * fragments; 3xTF32, the small terms (lo hi, hi lo) before hi hi */
@@ -522,14 +536,7 @@ __global__ void __launch_bounds__(256, 2) tc_out_kernel(const ggx_cuda_mlstm_arg
     for (int k0 = 0; k0 < dpad; k0 += 8) {
         const int d = k0 + t;
         uint32_t bh[4][2], bl[4][2];
-#pragma unroll
-        for (int ni = 0; ni < 4; ni++) {
-            const int col = colb + ni * 8 + g;
-            const float b0 = (col < dv && d < dqk) ? __ldg(Cc + (size_t)d * dv + col) : 0.0f;
-            const float b1 = (col < dv && d + 4 < dqk) ? __ldg(Cc + (size_t)(d + 4) * dv + col) : 0.0f;
-            tc_split(b0, bh[ni][0], bl[ni][0]);
-            tc_split(b1, bh[ni][1], bl[ni][1]);
-        }
+        tc_load_b(bh, bl, Cc + (size_t)d * dv, d < dqk, Cc + (size_t)(d + 4) * dv, d + 4 < dqk, colb + g, dv);
         tc_mma_2x4(acc, Qs, QP, wm * 32 + g, d, bh, bl);
     }
 #pragma unroll
@@ -543,14 +550,7 @@ __global__ void __launch_bounds__(256, 2) tc_out_kernel(const ggx_cuda_mlstm_arg
     for (int k0 = 0; k0 < TL; k0 += 8) {
         const int sr = k0 + t;
         uint32_t bh[4][2], bl[4][2];
-#pragma unroll
-        for (int ni = 0; ni < 4; ni++) {
-            const int col = colb + ni * 8 + g;
-            const float b0 = col < dv ? __ldg(vb + (size_t)sr * vst + col) : 0.0f;
-            const float b1 = col < dv ? __ldg(vb + (size_t)(sr + 4) * vst + col) : 0.0f;
-            tc_split(b0, bh[ni][0], bl[ni][0]);
-            tc_split(b1, bh[ni][1], bl[ni][1]);
-        }
+        tc_load_b(bh, bl, vb + (size_t)sr * vst, true, vb + (size_t)(sr + 4) * vst, true, colb + g, dv);
         tc_mma_2x4(acc, Ss, SP, wm * 32 + g, sr, bh, bl);
     }
 #pragma unroll
