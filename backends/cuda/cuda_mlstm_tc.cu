@@ -273,6 +273,19 @@ __global__ void __launch_bounds__(256, IT_D == 64 ? 2 : 1)
                 const int d = d0 + wd * WD + ni * 8 + 2 * t + (e & 1);
                 acc[mi][ni][e] = (col < dv && d < dqk) ? Cp[(size_t)d * dv + col] : 0.0f;
             }
+    /* this block's tile of C (the accumulators) to a [dqk, dv] state at dst */
+    auto store_c = [&](float *dst) {
+#pragma unroll
+        for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+            for (int ni = 0; ni < NI; ni++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int col = c0 + wc * 32 + mi * 16 + g + (e >> 1) * 8;
+                    const int d = d0 + wd * WD + ni * 8 + 2 * t + (e & 1);
+                    if (col < dv && d < dqk) dst[(size_t)d * dv + col] = acc[mi][ni][e];
+                }
+    };
     float n_own = (do_n && tid < IT_D && d0 + tid < dqk) ? np[d0 + tid] : 0.0f;
 
     tc_inter_stage<IT_D>(a, W, Ks, Vs, ws, off, h, d0, c0, vec);
@@ -291,16 +304,7 @@ __global__ void __launch_bounds__(256, IT_D == 64 ? 2 : 1)
         tc_commit();
         /* the state at the chunk start, for the intra and output kernels */
         float *sv = ST + (((size_t)s * max_chunks + ch) * nh + h) * ly.st_stride;
-#pragma unroll
-        for (int mi = 0; mi < 2; mi++)
-#pragma unroll
-            for (int ni = 0; ni < NI; ni++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int col = c0 + wc * 32 + mi * 16 + g + (e >> 1) * 8;
-                    const int d = d0 + wd * WD + ni * 8 + 2 * t + (e & 1);
-                    if (col < dv && d < dqk) sv[(size_t)d * dv + col] = acc[mi][ni][e];
-                }
+        store_c(sv);
         if (do_n && tid < IT_D && d0 + tid < dqk) sv[(size_t)dqk * dv + d0 + tid] = n_own;
 #pragma unroll
         for (int mi = 0; mi < 2; mi++)
@@ -360,16 +364,7 @@ __global__ void __launch_bounds__(256, IT_D == 64 ? 2 : 1)
         }
         __syncthreads(); /* the buffer of chunk ch is free for chunk ch + 2 */
     }
-#pragma unroll
-    for (int mi = 0; mi < 2; mi++)
-#pragma unroll
-        for (int ni = 0; ni < NI; ni++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int col = c0 + wc * 32 + mi * 16 + g + (e >> 1) * 8;
-                const int d = d0 + wd * WD + ni * 8 + 2 * t + (e & 1);
-                if (col < dv && d < dqk) Cp[(size_t)d * dv + col] = acc[mi][ni][e];
-            }
+    store_c(Cp);
     if (do_n && tid < IT_D && d0 + tid < dqk) np[d0 + tid] = n_own;
 }
 
