@@ -263,18 +263,8 @@ __global__ void __launch_bounds__(256, IT_D == 64 ? 2 : 1)
     const bool do_n = ct == 0; /* the first column tile also carries n (its rows) */
 
     float acc[2][NI][4];
-#pragma unroll
-    for (int mi = 0; mi < 2; mi++)
-#pragma unroll
-        for (int ni = 0; ni < NI; ni++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int col = c0 + wc * 32 + mi * 16 + g + (e >> 1) * 8;
-                const int d = d0 + wd * WD + ni * 8 + 2 * t + (e & 1);
-                acc[mi][ni][e] = (col < dv && d < dqk) ? Cp[(size_t)d * dv + col] : 0.0f;
-            }
-    /* this block's tile of C (the accumulators) to a [dqk, dv] state at dst */
-    auto store_c = [&](float *dst) {
+    /* f(accumulator, inside C, its index in a [dqk, dv] state) for this thread's part of the tile */
+    auto each_c = [&](auto &&f) {
 #pragma unroll
         for (int mi = 0; mi < 2; mi++)
 #pragma unroll
@@ -283,9 +273,11 @@ __global__ void __launch_bounds__(256, IT_D == 64 ? 2 : 1)
                 for (int e = 0; e < 4; e++) {
                     const int col = c0 + wc * 32 + mi * 16 + g + (e >> 1) * 8;
                     const int d = d0 + wd * WD + ni * 8 + 2 * t + (e & 1);
-                    if (col < dv && d < dqk) dst[(size_t)d * dv + col] = acc[mi][ni][e];
+                    f(acc[mi][ni][e], col < dv && d < dqk, (size_t)d * dv + col);
                 }
     };
+    each_c([&](float &v, bool in, size_t i) { v = in ? Cp[i] : 0.0f; });
+    auto store_c = [&](float *dst) { each_c([&](float &v, bool in, size_t i) { if (in) dst[i] = v; }); };
     float n_own = (do_n && tid < IT_D && d0 + tid < dqk) ? np[d0 + tid] : 0.0f;
 
     tc_inter_stage<IT_D>(a, W, Ks, Vs, ws, off, h, d0, c0, vec);
