@@ -1265,8 +1265,12 @@ extern "C" ggx_status ggx_cuda_move_to_host(ggx_backend *be, void **p, size_t n)
     void *h = nullptr;
     ggx_status st = host_alloc(c, n, &h, "host copy");
     if (st != GGX_OK) return st;
-    GGX_CU_TRY(cudaStreamSynchronize(c->stream), "move to host");
-    GGX_CU_TRY(cudaMemcpy(h, *p, n, cudaMemcpyDeviceToHost), "move to host");
+    cudaError_t e = cudaStreamSynchronize(c->stream);
+    if (e == cudaSuccess) e = cudaMemcpy(h, *p, n, cudaMemcpyDeviceToHost);
+    if (e != cudaSuccess) {
+        free_ptr(c, h);
+        return ggx_fail(GGX_ERR_BACKEND, "cuda: move to host: %s", cudaGetErrorString(e));
+    }
     be_release(be, *p);
     *p = h;
     return GGX_OK;
