@@ -3,8 +3,8 @@
  * source, relative L2 error against a double reference, a tiny graph builder whose op nodes get
  * fresh device buffers, NaN poisoning, weights in the file layout uploaded through weights_map
  * (repacked like a model's) with their exact values in double, and the double matrix product.
- * Include once per test, after testutil.h, inside the GGX_USE_CUDA part; the test sets `be`.
- * CUDA_TESTKIT_SEED (before the include) picks the random sequence.
+ * Include once per test, after testutil.h, inside the GGX_USE_CUDA part.
+ * CUDA_TESTKIT_SEED (before the include) picks the random sequence; cuda_testkit_start creates `be`.
  */
 #ifndef GGX_CUDA_TESTKIT_H
 #define GGX_CUDA_TESTKIT_H
@@ -20,6 +20,22 @@
 #include <string.h>
 
 static ggx_backend *be;
+
+/* The test's start: `be` on device 0. Returns -1 when ready, else the exit code for main
+ * (TEST_SKIP without a GPU, 1 when the backend cannot be created). */
+static inline int cuda_testkit_start(const char *test) {
+    if (ggx_cuda_device_count() < 1) {
+        printf("%s: no CUDA device, skipped\n", test);
+        return TEST_SKIP;
+    }
+    ggx_backend_params p = {0, 0};
+    if (ggx_backend_cuda_init(&p, &be) != GGX_OK) {
+        fprintf(stderr, "cuda init: %s\n", ggx_last_error());
+        return 1;
+    }
+    printf("device: %s\n", ggx_cuda_device_name(be));
+    return -1;
+}
 #ifndef CUDA_TESTKIT_SEED
 #define CUDA_TESTKIT_SEED 0x1234567887654321ull
 #endif

@@ -176,17 +176,8 @@ static void test_xform(enum ggx_type t, enum ggx_op op, int64_t O, int64_t I, in
 }
 
 int main(void) {
-    if (ggx_cuda_device_count() < 1) {
-        printf("test_cuda_mmq: no CUDA device, skipped\n");
-        return TEST_SKIP;
-    }
-    ggx_backend_params p = {0, 0};
-    ggx_status st = ggx_backend_cuda_init(&p, &be);
-    if (st != GGX_OK) {
-        fprintf(stderr, "cuda init: %s\n", ggx_last_error());
-        return 1;
-    }
-    printf("device: %s\n", ggx_cuda_device_name(be));
+    const int rc = cuda_testkit_start("test_cuda_mmq");
+    if (rc >= 0) return rc;
     const int san = getenv("GGX_SAN") != NULL; /* under compute-sanitizer: fewer cases */
     const enum ggx_type types[2] = {GGX_TYPE_Q8_0, GGX_TYPE_Q4_0};
     const int ns[11] = {2, 3, 5, 8, 17, 31, 32, 33, 64, 1, 70};

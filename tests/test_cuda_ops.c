@@ -668,17 +668,8 @@ static void test_errors(void) {
 }
 
 int main(void) {
-    if (ggx_cuda_device_count() < 1) {
-        printf("test_cuda_ops: no CUDA device, skipped\n");
-        return TEST_SKIP;
-    }
-    ggx_backend_params p = {0, 0};
-    ggx_status st = ggx_backend_cuda_init(&p, &be);
-    if (st != GGX_OK) {
-        fprintf(stderr, "cuda init: %s\n", ggx_last_error());
-        return 1;
-    }
-    printf("device: %s\n", ggx_cuda_device_name(be));
+    const int rc = cuda_testkit_start("test_cuda_ops");
+    if (rc >= 0) return rc;
     const enum ggx_type types[5] = {GGX_TYPE_F32, GGX_TYPE_F16, GGX_TYPE_BF16, GGX_TYPE_Q8_0, GGX_TYPE_Q4_0};
     const int ns[5] = {1, 3, 8, 13, 40};
     for (int ti = 0; ti < 5; ti++)
