@@ -667,7 +667,108 @@ static void test_errors(void) {
     TEST_CHECK(!be->iface.supports_op(be, &t));
 }
 
+/* ------------------------------------------------------------------ mLSTM decode step + head norm */
+
+/* One decode token per sequence, followed by the HEAD_NORM of h (the layer's next node): with 1-2
+ * tokens the backend folds the norm into the mLSTM kernel (fusion_mlstm_head_norm), with 3 or more
+ * it runs both separately. Against f64 references of h's norm and of the new states; `misalign`
+ * puts every sequence's C one float past an allocation (vector accesses of C must fall back). */
+static void test_mlstm_decode_norm(int NH, int DQK, int DV, int n_seqs, int misalign, int n_calls) {
+    const int T = n_seqs;
+    int off[16], lens[16];
+    for (int s = 0; s < n_seqs; s++) off[s] = s, lens[s] = 1;
+    seqstate st[16];
+    void *cbase[16] = {0};
+    const size_t nc = (size_t)NH * DQK * DV;
+    for (int s = 0; s < n_seqs; s++) {
+        seqstate_init(&st[s], NH, DQK, DV);
+        if (misalign) {
+            TEST_CHECK(be->iface.alloc(be, (nc + 1) * 4, &cbase[s]) == GGX_OK);
+            TEST_CHECK(be->iface.copy(be, (float *)cbase[s] + 1, st[s].ls.C, nc * 4) == GGX_OK);
+            be->iface.release(be, st[s].ls.C);
+            st[s].ls.C = (float *)cbase[s] + 1;
+        }
+    }
+    tgraph tg;
+    tg_init(&tg);
+    const int64_t QK = (int64_t)NH * DQK, V = (int64_t)NH * DV;
+    void *dq = NULL, *dk = NULL, *dv = NULL, *di = NULL, *df = NULL;
+    be->iface.alloc(be, (size_t)(T * QK) * 4, &dq);
+    be->iface.alloc(be, (size_t)(T * QK) * 4, &dk);
+    be->iface.alloc(be, (size_t)(T * V) * 4, &dv);
+    be->iface.alloc(be, (size_t)(T * NH) * 4, &di);
+    be->iface.alloc(be, (size_t)(T * NH) * 4, &df);
+    float *hw = rand_f32(V, 0.3f);
+    for (int64_t i = 0; i < V; i++) hw[i] += 1.0f;
+    ggx_tensor *tq = tg_new(&tg, GGX_TYPE_F32, T, QK, dq), *tk = tg_new(&tg, GGX_TYPE_F32, T, QK, dk);
+    ggx_tensor *tv = tg_new(&tg, GGX_TYPE_F32, T, V, dv), *ti = tg_new(&tg, GGX_TYPE_F32, T, NH, di);
+    ggx_tensor *tf = tg_new(&tg, GGX_TYPE_F32, T, NH, df);
+    ggx_tensor *thw = tg_new(&tg, GGX_TYPE_F32, V, 0, dev_from(hw, (size_t)V * 4));
+    ggx_tensor *h = tg_op(&tg, GGX_OP_MLSTM, T, V, tq, tk);
+    h->src[2] = tv;
+    h->src[3] = ti;
+    h->src[4] = tf;
+    h->i[0] = 0; h->i[1] = NH; h->i[2] = DQK; h->i[3] = DV; h->i[4] = 64;
+    h->f[0] = 1e-6f;
+    ggx_tensor *hn = tg_op(&tg, GGX_OP_HEAD_NORM, T, V, h, thw);
+    hn->i[0] = NH;
+    hn->f[0] = 1e-6f;
+    ggx_layer_state *slots[16];
+    ggx_batch b = {n_seqs, T, off, lens, (ggx_layer_state *const *)slots};
+    tg.g.batch = &b;
+    double *href = malloc((size_t)(T * V) * sizeof(double)), *hnref = malloc((size_t)(T * V) * sizeof(double));
+    double worst_h = 0, worst_s = 0;
+    for (int call = 0; call < n_calls; call++) {
+        int map[16]; /* from the third call on, the sequences swap state slots */
+        for (int s = 0; s < n_seqs; s++) map[s] = call >= 2 ? (s + call) % n_seqs : s;
+        for (int s = 0; s < n_seqs; s++) slots[s] = &st[map[s]].ls;
+        float *q = rand_f32(T * QK, 1.0f), *k = rand_f32(T * QK, 1.0f), *v = rand_f32(T * V, 1.0f);
+        float *ig = rand_f32(T * NH, 6.0f), *fg = rand_f32(T * NH, 4.0f);
+        for (int64_t i = 0; i < T * NH; i++) fg[i] += 3.0f;
+        be->iface.upload(be, dq, q, (size_t)(T * QK) * 4);
+        be->iface.upload(be, dk, k, (size_t)(T * QK) * 4);
+        be->iface.upload(be, dv, v, (size_t)(T * V) * 4);
+        be->iface.upload(be, di, ig, (size_t)(T * NH) * 4);
+        be->iface.upload(be, df, fg, (size_t)(T * NH) * 4);
+        poison(hn);
+        ggx_status rs = be->iface.graph_compute(be, &tg.g);
+        TEST_CHECK_MSG(rs == GGX_OK, "mlstm + head_norm graph_compute: %s", ggx_last_error());
+        for (int s = 0; s < n_seqs; s++) {
+            seqstate *ss = &st[map[s]];
+            mlstm_ref(1, NH, DQK, DV, q + (size_t)s * QK, k + (size_t)s * QK, v + (size_t)s * V, ig + (size_t)s * NH,
+                      fg + (size_t)s * NH, ss->C, ss->n, ss->m, href + (size_t)s * V, 1e-6);
+        }
+        ref_head_norm(href, hw, T, V, NH, hnref);
+        float *out = host_of(hn);
+        const double eh = rel_err(out, hnref, T * V);
+        worst_h = fmax(worst_h, eh);
+        TEST_CHECK_MSG(eh <= 1e-5, "mlstm+head_norm NH=%d DQK=%d DV=%d seqs=%d call %d: rel err %.3g", NH, DQK, DV,
+                       n_seqs, call, eh);
+        for (int s = 0; s < n_seqs; s++) {
+            const double es = seqstate_err(&st[s], NH, DQK, DV);
+            worst_s = fmax(worst_s, es);
+            TEST_CHECK_MSG(es <= 1e-5, "mlstm+head_norm NH=%d DQK=%d DV=%d call %d seq %d: state rel err %.3g", NH,
+                           DQK, DV, call, s, es);
+        }
+        free(out); free(q); free(k); free(v); free(ig); free(fg);
+    }
+    printf("  mlstm decode + head_norm NH=%d DQK=%d DV=%d seqs=%d%s calls=%d: norm rel err %.2e, state %.2e\n",
+           NH, DQK, DV, n_seqs, misalign ? " (C misaligned)" : "", n_calls, worst_h, worst_s);
+    free(href); free(hnref); free(hw);
+    for (int s = 0; s < n_seqs; s++) {
+        be->iface.release(be, misalign ? cbase[s] : st[s].ls.C);
+        be->iface.release(be, st[s].ls.n);
+        be->iface.release(be, st[s].ls.m);
+        free(st[s].C); free(st[s].n); free(st[s].m);
+    }
+    be->iface.release(be, dq); be->iface.release(be, dk); be->iface.release(be, dv);
+    be->iface.release(be, di); be->iface.release(be, df);
+    be->iface.release(be, thw->data);
+    tg_free(&tg);
+}
+
 int main(void) {
+
     const int rc = cuda_testkit_start("test_cuda_ops");
     if (rc >= 0) return rc;
     const enum ggx_type types[5] = {GGX_TYPE_F32, GGX_TYPE_F16, GGX_TYPE_BF16, GGX_TYPE_Q8_0, GGX_TYPE_Q4_0};
@@ -699,6 +800,14 @@ int main(void) {
     test_mlstm(3, 37, 70, 2, lt2, 2);
     test_mlstm(2, 136, 130, 3, lt3, 2);
     if (!san) test_mlstm(2, 256, 512, 2, lt7, 2); /* 7B heads, ~1k tokens */
+    /* decode steps (mlstm_step_kernel): the fused head norm (1-2 tokens) and plain (3+),
+     * awkward sizes (DQK not a multiple of the warps, DV not of the column tile), C misaligned */
+    test_mlstm_decode_norm(8, 256, 512, 1, 0, 3);
+    test_mlstm_decode_norm(8, 256, 512, 2, 1, 3);
+    test_mlstm_decode_norm(3, 37, 70, 2, 0, 3);
+    test_mlstm_decode_norm(5, 136, 130, 3, 1, 3);
+    test_mlstm_decode_norm(2, 256, 512, 5, 0, 3);
+    test_mlstm_decode_norm(3, 200, 1100, 1, 0, 2); /* DV over 4 x 256 (the norm's register cache) */
     for (int ti = 0; ti < 5; ti++) {
         test_fused_chain(types[ti], 1);
         /* bf16 weights take the GEMM path (no fusions) from 4 tokens: 3 for them */
@@ -735,6 +844,23 @@ int main(void) {
     for (int ti = 3; ti < 5; ti++) {
         test_mul_mat(types[ti], 70, 4192, 3);
         test_mul_mat(types[ti], 300, 10944, 8);
+    }
+    /* 1-2 tokens: on sm_90 the TMA-fed kernel (mvt) ran above; the same cases on mvq_kernel,
+     * which older GPUs (and launches mvt cannot tile) use */
+    TEST_CHECK(ggx_cuda_set_tma_matvec(0) == 0);
+    for (int ti = 3; ti < 5; ti++) {
+        test_mul_mat(types[ti], 77, 352, 1);
+        test_mul_mat(types[ti], 300, 10944, 2);
+        test_mul_mat(types[ti], 133, 2112, 1);
+        test_fused_layer(types[ti], 1);
+        test_fused_layer(types[ti], 2);
+    }
+    const int tma = ggx_cuda_set_tma_matvec(1);
+    printf("matvec at 1-2 tokens: %s\n", tma ? "mvt_kernel (TMA) by default, mvq_kernel checked too" : "mvq_kernel");
+    /* mvt tiles: K split in 3 (q8_0) / 2 (q4_0) with a short last split, rows not a multiple of 8 */
+    for (int ti = 3; ti < 5; ti++) {
+        if (!san) test_mul_mat(types[ti], 4101, 10944, 1);
+        test_mul_mat(types[ti], 29, 8256, 2);
     }
     test_small_allocs();
     test_graph_replay();

@@ -8,6 +8,9 @@
  * in shared memory (same arithmetic, same values) and the last block of the head to finish
  * writes them back (an atomic counter), so no block can read a half-updated n or m.
  *
+ * Decode (one token per sequence) runs mlstm_step_kernel instead (same scheme, registers capped
+ * so that four blocks share an SM; see "decode step" below).
+ *
  * Per token and head: C' = f' C + i' k v^T, n' = f' n + i' k, h = (q/sqrt(DQK))^T C' /
  * (max(|q/sqrt(DQK) . n'|, exp(-m')) + eps), with m' = max(logsigmoid(f~) + m, i~),
  * f' = exp(logsigmoid(f~) + m - m'), i' = exp(i~ - m'). All f32.
@@ -156,6 +159,258 @@ __global__ void __launch_bounds__(ML_WARPS * 32) mlstm_rec_kernel(const ggx_cuda
     }
 }
 
+
+/* ===================================================================== decode step (§4) =====
+ * One token per sequence (decode), the default there; GGX_CUDA_MLSTM_REC=0 selects
+ * mlstm_rec_kernel above, which still runs every call with more than one token per sequence
+ * (prefill tails). Same math and state layout, sized for occupancy: mlstm_rec_kernel<32> needs
+ * 182 registers (one 256-thread block per SM), so at batch 32 its 4096 blocks ran one at a time
+ * per SM, each loading, updating and storing its 32 KB tile in turn with nothing else in flight.
+ * mlstm_step_kernel caps its registers (__launch_bounds__) so that MINB blocks share an SM.
+ * A block owns 32 * VEC columns of one head's C (float2/float4 accesses where the state is
+ * aligned, VEC scalar ones where not); warp w owns rows w, w + WARPS, ... Blocks are numbered
+ * tile-fastest (grid x = column tile), so the blocks resident together read whole rows of C.
+ * The count that elects the last block of a (sequence, head) (it writes n and m) is taken as
+ * soon as this block's n/m reads are consumed, its round trip hidden behind the update; with the
+ * fused head norm it waits until the block's h is written and fenced. The fused head norm reads
+ * the head's h from L2 once (kept in registers for both passes). With WARPS = 8 every sum runs in
+ * mlstm_rec_kernel's order (h, C, n and m should be bit-identical to it; the tests compare both
+ * with f64 references, not with each other). */
+
+/* VEC consecutive floats of C: one vector access when aligned (vok), else VEC scalar ones */
+template <int VEC>
+__device__ __forceinline__ void c_load(const float *p, bool vok, float (&x)[VEC]) {
+    if constexpr (VEC == 4) {
+        if (vok) {
+            const float4 t = *reinterpret_cast<const float4 *>(p);
+            x[0] = t.x, x[1] = t.y, x[2] = t.z, x[3] = t.w;
+            return;
+        }
+    } else if constexpr (VEC == 2) {
+        if (vok) {
+            const float2 t = *reinterpret_cast<const float2 *>(p);
+            x[0] = t.x, x[1] = t.y;
+            return;
+        }
+    }
+#pragma unroll
+    for (int e = 0; e < VEC; e++) x[e] = p[e];
+}
+template <int VEC>
+__device__ __forceinline__ void c_store(float *p, bool vok, const float (&x)[VEC]) {
+    if constexpr (VEC == 4) {
+        if (vok) {
+            *reinterpret_cast<float4 *>(p) = make_float4(x[0], x[1], x[2], x[3]);
+            return;
+        }
+    } else if constexpr (VEC == 2) {
+        if (vok) {
+            *reinterpret_cast<float2 *>(p) = make_float2(x[0], x[1]);
+            return;
+        }
+    }
+#pragma unroll
+    for (int e = 0; e < VEC; e++) p[e] = x[e];
+}
+
+/* The decode step's phases around the C tile (kept out of the kernel so that variants of the
+ * tile loop can share them): the block's coordinates and state pointers, the token's gates and
+ * inputs, the readout's cross-warp sum, the handoff to the last block. */
+template <int VEC, int WARPS>
+struct step_ctx {
+    static constexpr int NT = WARPS * 32, TW = 32 * VEC;
+    struct smem {
+        float q[ML_MAX_DQK], k[ML_MAX_DQK];
+        float num[WARPS][TW]; /* [w][e * 32 + lane]: conflict-free */
+        float qn[WARPS];
+        int is_last;
+    };
+    int h, s, tid, warp, lane, dqk, dv, nh, j0, nr;
+    bool jv, iv, vok;
+    float *Cb, *np, *mp; /* Cb: row `warp`, column j0 of this head's C; row r at + r * rstep */
+    int rstep;
+    float n_own, m;
+
+    /* false: the sequence has no token (the whole block returns) */
+    __device__ __forceinline__ bool init(const ggx_cuda_mlstm_args &a) {
+        const int tile = blockIdx.x;
+        h = blockIdx.y, s = blockIdx.z;
+        if (a.seq_len[s] <= 0) return false; /* (the launcher checked: none has more than one) */
+        tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+        nh = a.nh, dqk = a.dqk, dv = a.dv;
+        j0 = tile * TW + lane * VEC; /* this lane's first column (dv % VEC == 0) */
+        jv = j0 < dv, iv = tid < dqk;   /* thread tid owns n[tid] (dqk <= NT) */
+        nr = jv ? (dqk - warp + WARPS - 1) / WARPS : 0; /* rows of C this lane holds */
+        float *Cp = a.state_ptrs[3 * s + 0] + (size_t)h * dqk * dv;
+        np = a.state_ptrs[3 * s + 1] + (size_t)h * dqk;
+        mp = a.state_ptrs[3 * s + 2] + h;
+        Cb = Cp + (size_t)warp * dv + j0;
+        rstep = WARPS * dv; /* (C of one head: < 2^31 floats) */
+        /* every row start is as aligned as Cp (dv % VEC == 0) */
+        vok = VEC == 1 || ((uintptr_t)Cp & (VEC * sizeof(float) - 1)) == 0;
+        return true;
+    }
+    __device__ __forceinline__ void load_nm() {
+        n_own = iv ? np[tid] : 0.0f;
+        m = *mp;
+    }
+    /* after the PDL wait: the token's q, k (to shared memory), v, gates; n updated. Ends with a
+     * barrier (q, k complete; every thread's n/m reads consumed) and, without the fused norm,
+     * the count (returned in thread 0). */
+    __device__ __forceinline__ int token(const ggx_cuda_mlstm_args &a, const ggx_cuda_mlstm_head_norm &hnf,
+                                         smem &sm, float (&vj)[VEC], float &fp, float &ip, float &m_new,
+                                         float &qn, size_t &v_base) {
+        const int off = a.seq_off[s];
+        v_base = (size_t)off * nh * dv + (size_t)h * dv; /* this head's h and v */
+        float q_own = 0.0f, k_own = 0.0f;
+        if (iv) {
+            const size_t qk = ((size_t)off * nh + h) * dqk + tid;
+            q_own = a.q[qk] * (1.0f / sqrtf((float)dqk));
+            k_own = a.k[qk];
+        }
+#pragma unroll
+        for (int e = 0; e < VEC; e++) vj[e] = jv ? a.v[v_base + j0 + e] : 0.0f;
+        const float it = a.ig[(size_t)off * nh + h], ft = a.fg[(size_t)off * nh + h];
+        const float lf = logsigmoidf_(ft);
+        m_new = fmaxf(lf + m, it);
+        fp = expf(lf + m - m_new), ip = expf(it - m_new);
+        if (iv) {
+            sm.q[tid] = q_own;
+            sm.k[tid] = k_own;
+        }
+        n_own = fmaf(fp, n_own, ip * k_own);
+        qn = q_own * n_own;
+        __syncthreads();
+        /* the n/m reads of this block are done: count it (its h matters only to the fused norm) */
+        return !hnf.hn && tid == 0 ? atomicAdd(&a.counters[s * nh + h], 1) : 0;
+    }
+    /* the warps' partial readouts -> h (warp 0); thread 0 sets sm.is_last (read after a barrier) */
+    __device__ __forceinline__ void finish(const ggx_cuda_mlstm_args &a, const ggx_cuda_mlstm_head_norm &hnf,
+                                           smem &sm, const float (&num)[VEC], float qn, float m_new,
+                                           size_t v_base, int prev) {
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) qn += __shfl_xor_sync(0xffffffffu, qn, o);
+#pragma unroll
+        for (int e = 0; e < VEC; e++) sm.num[warp][e * 32 + lane] = num[e];
+        if (lane == 0) sm.qn[warp] = qn;
+        __syncthreads(); /* partial sums complete */
+        if (warp != 0) return;
+        float tot[VEC], qnt = 0.0f;
+#pragma unroll
+        for (int e = 0; e < VEC; e++) tot[e] = 0.0f;
+#pragma unroll 4 /* (mlstm_step_kernel's tile stays live until stored after this) */
+        for (int w = 0; w < WARPS; w++) {
+#pragma unroll
+            for (int e = 0; e < VEC; e++) tot[e] += sm.num[w][e * 32 + lane];
+            qnt += sm.qn[w];
+        }
+        const float den = fmaxf(fabsf(qnt), expf(-m_new)) + a.eps;
+        if (jv) {
+#pragma unroll
+            for (int e = 0; e < VEC; e++) a.h[v_base + j0 + e] = tot[e] / den;
+        }
+        if (hnf.hn) { /* this block's h visible to the last block before it is counted */
+            __threadfence();
+            if (lane == 0) prev = atomicAdd(&a.counters[s * nh + h], 1);
+        }
+        if (lane == 0) sm.is_last = prev == (int)gridDim.x - 1;
+    }
+    /* after the barrier that follows finish(): the last block writes n, m (and the head norm) */
+    __device__ __forceinline__ void last(const ggx_cuda_mlstm_args &a, const ggx_cuda_mlstm_head_norm &hnf,
+                                         smem &sm, float m_new, size_t v_base) {
+        if (!sm.is_last) return;
+        if (iv) np[tid] = n_own;
+        if (tid == 0) {
+            *mp = m_new;
+            a.counters[s * nh + h] = 0;
+        }
+        if (!hnf.hn) return;
+        /* the head's h is complete: its LayerNorm (the HEAD_NORM node); h read once from L2, the
+         * first HK * NT columns kept in registers for both passes (sums in mlstm_rec_kernel's
+         * order) */
+        __threadfence();
+        constexpr int HK = 4;
+        float hv[HK], s1 = 0.0f;
+#pragma unroll
+        for (int k = 0; k < HK; k++) {
+            const int col = tid + k * NT;
+            hv[k] = col < dv ? __ldcg(a.h + v_base + col) : 0.0f;
+            s1 += hv[k];
+        }
+        for (int col = tid + HK * NT; col < dv; col += NT) s1 += __ldcg(a.h + v_base + col);
+        const float mean = ggx_cuda_block_sum(s1, sm.qn) / (float)dv;
+        float s2 = 0.0f;
+#pragma unroll
+        for (int k = 0; k < HK; k++) {
+            const float d = hv[k] - mean;
+            if (tid + k * NT < dv) s2 = fmaf(d, d, s2);
+        }
+        for (int col = tid + HK * NT; col < dv; col += NT) {
+            const float d = __ldcg(a.h + v_base + col) - mean;
+            s2 = fmaf(d, d, s2);
+        }
+        const float inv = 1.0f / sqrtf(ggx_cuda_block_sum(s2, sm.qn) / (float)dv + hnf.eps);
+        const float *w = hnf.w + (size_t)h * dv;
+#pragma unroll
+        for (int k = 0; k < HK; k++) {
+            const int col = tid + k * NT;
+            if (col < dv) hnf.hn[v_base + col] = ((hv[k] - mean) * inv) * w[col];
+        }
+        for (int col = tid + HK * NT; col < dv; col += NT)
+            hnf.hn[v_base + col] = ((__ldcg(a.h + v_base + col) - mean) * inv) * w[col];
+    }
+};
+
+/* The whole tile in registers (RPT rows x VEC columns per lane): loaded before the PDL wait,
+ * updated, read out, stored. */
+template <int VEC, int WARPS, int RPT, int MINB>
+__global__ void __launch_bounds__(WARPS * 32, MINB) mlstm_step_kernel(const ggx_cuda_mlstm_args a,
+                                                                       const ggx_cuda_mlstm_head_norm hnf) {
+    using ctx_t = step_ctx<VEC, WARPS>;
+    __shared__ typename ctx_t::smem sm;
+    ctx_t x;
+    if (!x.init(a)) return;
+    float c[RPT][VEC];
+#pragma unroll
+    for (int r = 0; r < RPT; r++) {
+        if (r < x.nr) c_load<VEC>(x.Cb + r * x.rstep, x.vok, c[r]);
+        else
+#pragma unroll
+            for (int e = 0; e < VEC; e++) c[r][e] = 0.0f;
+    }
+    x.load_nm();
+    /* PDL: the batch table, C, n and m were read above while the previous kernel still ran
+     * (nothing in this step writes them before this kernel); q, k, v and the gates are its output */
+    GGX_PDL_ENTER();
+    float vj[VEC], fp, ip, m_new, qn;
+    size_t v_base;
+    const int prev = x.token(a, hnf, sm, vj, fp, ip, m_new, qn, v_base);
+    float num[VEC];
+#pragma unroll
+    for (int e = 0; e < VEC; e++) num[e] = 0.0f;
+#pragma unroll
+    for (int r = 0; r < RPT; r++) {
+        const int i = x.warp + WARPS * r;
+        if (i < x.dqk) {
+            const float kk = ip * sm.k[i], qq = sm.q[i];
+#pragma unroll
+            for (int e = 0; e < VEC; e++) {
+                c[r][e] = fmaf(fp, c[r][e], kk * vj[e]);
+                num[e] = fmaf(qq, c[r][e], num[e]);
+            }
+        }
+    }
+    x.finish(a, hnf, sm, num, qn, m_new, v_base, prev);
+    /* the store addresses from a base the compiler cannot equate with the loads', so that it
+     * recomputes them here instead of keeping RPT 64-bit addresses live across the update */
+    float *Cs;
+    asm volatile("mov.b64 %0, %1;" : "=l"(Cs) : "l"(x.Cb));
+#pragma unroll
+    for (int r = 0; r < RPT; r++)
+        if (r < x.nr) c_store<VEC>(Cs + r * x.rstep, x.vok, c[r]);
+    __syncthreads(); /* is_last */
+    x.last(a, hnf, sm, m_new, v_base);
+}
 
 /* ======================================================================= chunkwise (§5) =====
  * Scratch layout (floats): B [T, NH] prefix sums of logsigmoid(f~) within each chunk, RB [T, NH]
@@ -495,10 +750,42 @@ bool ggx_cuda_mlstm_supported(int dqk, int dv) {
     return dqk >= 1 && dqk <= ML_MAX_DQK && dv >= 1;
 }
 
+namespace {
+
+/* GGX_CUDA_MLSTM_REC (read once; decode calls only): 0 = mlstm_rec_kernel; 1 (default) =
+ * mlstm_step_kernel with 32 columns per block, 4 blocks per SM; 2 = 64 columns (float2) per
+ * block, 2 blocks per SM (measured: slower at batch 32, within noise at 64; kept for A/B on other
+ * GPUs). Also tried and dropped (docs/benchmarks.md): 16-warp blocks, 3 blocks per SM, and C
+ * streamed through registers a few rows at a time with two chunks in flight. */
+int rec_variant() {
+    static const int v = [] {
+        const char *e = getenv("GGX_CUDA_MLSTM_REC");
+        return e && *e ? atoi(e) : 1;
+    }();
+    return v;
+}
+
+template <int VEC, int WARPS, int MINB>
+cudaError_t launch_step(cudaStream_t st, const ggx_cuda_mlstm_args *a, const ggx_cuda_mlstm_head_norm &hnf) {
+    dim3 grid((unsigned)((a->dv + 32 * VEC - 1) / (32 * VEC)), (unsigned)a->nh, (unsigned)a->n_seqs);
+    const int rpt = (a->dqk + WARPS - 1) / WARPS;
+    if (rpt <= 4) GGX_LAUNCH((mlstm_step_kernel<VEC, WARPS, 4, MINB>), grid, WARPS * 32, 0, st, *a, hnf);
+    else if (rpt <= 8) GGX_LAUNCH((mlstm_step_kernel<VEC, WARPS, 8, MINB>), grid, WARPS * 32, 0, st, *a, hnf);
+    else if (rpt <= 16) GGX_LAUNCH((mlstm_step_kernel<VEC, WARPS, 16, MINB>), grid, WARPS * 32, 0, st, *a, hnf);
+    else if constexpr (WARPS * 32 >= ML_MAX_DQK)
+        GGX_LAUNCH((mlstm_step_kernel<VEC, WARPS, ML_MAX_DQK / WARPS, MINB>), grid, WARPS * 32, 0, st, *a, hnf);
+    return cudaGetLastError();
+}
+
+} // namespace
+
 cudaError_t ggx_cuda_mlstm_recurrent(cudaStream_t st, const ggx_cuda_mlstm_args *a,
                                      const ggx_cuda_mlstm_head_norm *hn) {
     const ggx_cuda_mlstm_head_norm hnf = hn ? *hn : ggx_cuda_mlstm_head_norm{nullptr, nullptr, 0.0f};
     if (!ggx_cuda_mlstm_supported(a->dqk, a->dv) || a->n_seqs < 1) return cudaErrorInvalidValue;
+    const int var = a->max_len == 1 ? rec_variant() : 0; /* more tokens: mlstm_rec_kernel */
+    if (var == 2 && a->dv % 2 == 0) return launch_step<2, 8, 2>(st, a, hnf);
+    if (var != 0) return launch_step<1, 8, 4>(st, a, hnf);
     dim3 grid((unsigned)a->nh, (unsigned)((a->dv + 31) / 32), (unsigned)a->n_seqs);
     const int rpt = (a->dqk + ML_WARPS - 1) / ML_WARPS;
     if (rpt <= 4) GGX_LAUNCH((mlstm_rec_kernel<4>), grid, ML_WARPS * 32, 0, st, *a, hnf);
