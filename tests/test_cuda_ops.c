@@ -845,8 +845,9 @@ int main(void) {
         test_mul_mat(types[ti], 70, 4192, 3);
         test_mul_mat(types[ti], 300, 10944, 8);
     }
-    /* 1-2 tokens: on sm_90 the TMA-fed kernel (mvt) ran above; the same cases on mvq_kernel,
-     * which older GPUs (and launches mvt cannot tile) use */
+    /* 1-2 tokens: by default (on sm_90) mvt_kernel for q4_0 and mvq_kernel for q8_0 ran above;
+     * mvq_kernel for both (older GPUs, launches mvt cannot tile), then mvt_kernel for both */
+    const int mvt_default = ggx_cuda_set_tma_matvec(0);
     TEST_CHECK(ggx_cuda_set_tma_matvec(0) == 0);
     for (int ti = 3; ti < 5; ti++) {
         test_mul_mat(types[ti], 77, 352, 1);
@@ -855,13 +856,21 @@ int main(void) {
         test_fused_layer(types[ti], 1);
         test_fused_layer(types[ti], 2);
     }
-    const int tma = ggx_cuda_set_tma_matvec(1);
-    printf("matvec at 1-2 tokens: %s\n", tma ? "mvt_kernel (TMA) by default, mvq_kernel checked too" : "mvq_kernel");
-    /* mvt tiles: K split in 3 (q8_0) / 2 (q4_0) with a short last split, rows not a multiple of 8 */
-    for (int ti = 3; ti < 5; ti++) {
-        if (!san) test_mul_mat(types[ti], 4101, 10944, 1);
-        test_mul_mat(types[ti], 29, 8256, 2);
+    if (ggx_cuda_set_tma_matvec(2) == 2) {
+        printf("mvt_kernel (TMA ring, persistent) for q8_0 and q4_0\n");
+        /* tiles of 16 (q4_0, 4096 columns) or 8 rows; rows not a multiple; 2 tokens; fused */
+        for (int ti = 3; ti < 5; ti++) {
+            test_mul_mat(types[ti], 77, 352, 1);
+            test_mul_mat(types[ti], 300, 10944, 2);
+            test_mul_mat(types[ti], 133, 2112, 1);
+            if (!san) test_mul_mat(types[ti], 4101, 10944, 1);
+            test_mul_mat(types[ti], 29, 8256, 2);
+            test_mul_mat(types[ti], 45, 704, 2);
+            test_fused_layer(types[ti], 1);
+            test_fused_layer(types[ti], 2);
+        }
     }
+    ggx_cuda_set_tma_matvec(mvt_default);
     test_small_allocs();
     test_graph_replay();
     test_errors();

@@ -918,7 +918,7 @@ uint64_t fnv(uint64_t h, const void *p, size_t n) {
  * test may flip the int8-activation mode between two graphs that reuse the same buffers). */
 uint64_t graph_key(const Ctx *c, const ggx_graph *g) {
     uint64_t h = 0xcbf29ce484222325ull;
-    const int modes[3] = {ggx_cuda_mv_int8_mode(), c->fuse, c->chunkwise};
+    const int modes[4] = {ggx_cuda_mv_int8_mode(), c->fuse, c->chunkwise, ggx_cuda_mv_tma()};
     h = fnv(h, modes, sizeof modes);
     h = fnv(h, &g->n_nodes, sizeof g->n_nodes);
     for (int k = 0; k < g->n_nodes; k++) {
@@ -1280,6 +1280,7 @@ extern "C" void ggx_cuda_set_graphs(ggx_backend *be, int on) { ctx_of(be)->graph
 
 extern "C" void ggx_cuda_set_int8_activations(int mode) { ggx_cuda_mv_set_int8_x(mode); }
 extern "C" int ggx_cuda_int8_activations(void) { return ggx_cuda_mv_int8_mode(); }
+extern "C" int ggx_cuda_set_tma_matvec(int mode) { return ggx_cuda_mv_set_tma(mode); }
 
 extern "C" ggx_status ggx_cuda_mem_info(ggx_backend *be, size_t *free_b, size_t *total_b, size_t *peak_b) {
     Ctx *c = ctx_of(be);

@@ -183,6 +183,17 @@ __device__ __forceinline__ void mv_block_ss(const MvLaunch &a, float (&ss)[NT]) 
     }
 }
 
+/* the epilogue of output (row, token t) of matrix mi: bias + soft cap, residual; then the store */
+__device__ __forceinline__ void mv_store(const MvLaunch &a, int mi, int row, int rows, int t, float v) {
+    if (a.epi[mi]) {
+        const float c = a.cap[mi];
+        v += a.bias[mi] ? a.bias[mi][row] : 0.0f;
+        v = ggx_cuda_soft_cap_v(v, c);
+    }
+    if (a.res[mi]) v += a.res[mi][(size_t)t * rows + row];
+    a.y[mi][(size_t)t * rows + row] = v;
+}
+
 /* split-K reduction, epilogue and store of a warp's RPW rows x NT tokens */
 template <int MV_RPW, int NT>
 __device__ __forceinline__ void mv_finish(const MvLaunch &a, float (&acc)[MV_RPW][NT],
@@ -238,6 +249,7 @@ __device__ __forceinline__ void mv_finish(const MvLaunch &a, float (&acc)[MV_RPW
 #pragma unroll
         for (int t = 0; t < NT; t++)
             if (lane == r * NT + t && rv[r] && t < a.n_tok) {
+                /* mv_store's arithmetic written out: calling it cost mvq_kernel<q8_0, 1> a spill */
                 float v = acc[r][t] * inv[t];
                 if (a.epi[mi]) {
                     const float c = a.cap[mi];
@@ -387,11 +399,85 @@ __device__ __forceinline__ void mvq_load(uint4 (&raw)[R], float (&d)[R], const u
     }
 }
 
+/* x[:, e0:e0+ne] (after the launch's x transform) quantized per token and 32-block into shared
+ * memory, 8 lanes per 32-block: xq [NT][nes / 16] int4 slots (16 int8, swizzled), xs [NT][nes /
+ * 32] float2 {d_x, 8 * d_x * sum(q_x)} (the second is q4_0's offset). Adds RMS_NORM's x^2 to ss. */
+template <int NT>
+__device__ __forceinline__ void mvq_stage_x(const MvLaunch &a, int e0, int ne, int nes, int4 *xq,
+                                            float2 *xs, float (&ss)[NT], int warp, int lane) {
+    const int n4 = NT * (ne / 4);
+    for (int base = warp * 32; base < n4; base += MVQ_WARPS * 32) {
+        const int i = base + lane;
+        const int t = i / (ne / 4), f = i % (ne / 4);
+        const bool ok = i < n4 && t < a.n_tok;
+        const float4 v = ok ? mv_x4<NT>(a, t, e0 + 4 * f, ss) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+#pragma unroll
+        for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+        const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        const int q0 = __float2int_rn(v.x * inv), q1 = __float2int_rn(v.y * inv);
+        const int q2 = __float2int_rn(v.z * inv), q3 = __float2int_rn(v.w * inv);
+        int sum = q0 + q1 + q2 + q3;
+#pragma unroll
+        for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        if (i < n4) {
+            const int packed = (int)((uint32_t)(q0 & 0xff) | (uint32_t)(q1 & 0xff) << 8 |
+                                     (uint32_t)(q2 & 0xff) << 16 | (uint32_t)(q3 & 0xff) << 24);
+            /* word f of token t: int4 slot f/4 (swizzled), component f%4 */
+            reinterpret_cast<int *>(&xq[t * (nes / 16) + swz(f >> 2)])[f & 3] = packed;
+            if ((f & 7) == 0) {
+                const float dx = amax / 127.0f;
+                xs[t * (nes / 32) + (f >> 3)] = make_float2(dx, 8.0f * dx * (float)sum);
+            }
+        }
+    }
+}
+
+/* acc[r][t] += the dot product of chunk cl (of the split) of R rows (quants q, scales dw) with
+ * the staged int8 x: 4 (q8_0) or 8 (q4_0) dp4a per row and token */
+template <int T, int R, int NT>
+__device__ __forceinline__ void mvq_dot(const uint4 (&q)[R], const float (&dw)[R], const int4 *xq,
+                                        const float2 *xs, int nes, int cl, int n_tok,
+                                        float (&acc)[R][NT]) {
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        if (t < n_tok) {
+            if (T != GGX_TYPE_Q4_0) {
+                const int4 xv = xq[t * (nes / 16) + swz(cl)];
+                const float dx = xs[t * (nes / 32) + (cl >> 1)].x;
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    int is = __dp4a((int)q[r].x, xv.x, 0);
+                    is = __dp4a((int)q[r].y, xv.y, is);
+                    is = __dp4a((int)q[r].z, xv.z, is);
+                    is = __dp4a((int)q[r].w, xv.w, is);
+                    acc[r][t] = fmaf(dw[r] * dx, (float)is, acc[r][t]);
+                }
+            } else {
+                const int4 x0 = xq[t * (nes / 16) + swz(2 * cl)], x1 = xq[t * (nes / 16) + swz(2 * cl + 1)];
+                const float2 xd = xs[t * (nes / 32) + cl];
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    const int m = 0x0F0F0F0F;
+                    int is = __dp4a((int)(q[r].x & m), x0.x, 0);
+                    is = __dp4a((int)(q[r].y & m), x0.y, is);
+                    is = __dp4a((int)(q[r].z & m), x0.z, is);
+                    is = __dp4a((int)(q[r].w & m), x0.w, is);
+                    is = __dp4a((int)((q[r].x >> 4) & m), x1.x, is);
+                    is = __dp4a((int)((q[r].y >> 4) & m), x1.y, is);
+                    is = __dp4a((int)((q[r].z >> 4) & m), x1.z, is);
+                    is = __dp4a((int)((q[r].w >> 4) & m), x1.w, is);
+                    acc[r][t] = fmaf(dw[r], fmaf(xd.x, (float)is, -xd.y), acc[r][t]);
+                }
+            }
+        }
+    }
+}
+
 template <int T, int NT>
 __global__ void __launch_bounds__(MVQ_WARPS * 32, NT <= 2 ? 3 : 2) mvq_kernel(const MvLaunch a) {
     constexpr int R = mvq_rpw(NT);
     constexpr int W = Tr<T>::W; /* 16 (q8_0) or 32 (q4_0) weights per chunk */
-    constexpr bool Q4 = T == GGX_TYPE_Q4_0;
     /* shared: per token, the split's x as int8 (16 per int4 slot, swizzled), then per 32-block
      * float2 {d_x, 8 * d_x * sum(q_x)} (the second is q4_0's offset) */
     extern __shared__ int4 mvq_smem[];
@@ -431,35 +517,10 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32, NT <= 2 ? 3 : 2) mvq_kernel(co
 #pragma unroll
     for (int t = 0; t < NT; t++) ss[t] = 0.0f;
 
-    /* 2. quantize x[:, e0:e0+ne] into shared memory: 8 lanes per 32-block */
+    /* 2. quantize x[:, e0:e0+ne] into shared memory */
     int4 *xq = mvq_smem;                                                    /* [NT][nes / 16] */
     float2 *xs = reinterpret_cast<float2 *>(mvq_smem + (size_t)NT * (nes / 16)); /* [NT][nes / 32] */
-    const int n4 = NT * (ne / 4);
-    for (int base = warp * 32; base < n4; base += MVQ_WARPS * 32) {
-        const int i = base + lane;
-        const int t = i / (ne / 4), f = i % (ne / 4);
-        const bool ok = i < n4 && t < a.n_tok;
-        const float4 v = ok ? mv_x4<NT>(a, t, e0 + 4 * f, ss) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
-#pragma unroll
-        for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-        const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-        const int q0 = __float2int_rn(v.x * inv), q1 = __float2int_rn(v.y * inv);
-        const int q2 = __float2int_rn(v.z * inv), q3 = __float2int_rn(v.w * inv);
-        int sum = q0 + q1 + q2 + q3;
-#pragma unroll
-        for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-        if (i < n4) {
-            const int packed = (int)((uint32_t)(q0 & 0xff) | (uint32_t)(q1 & 0xff) << 8 |
-                                     (uint32_t)(q2 & 0xff) << 16 | (uint32_t)(q3 & 0xff) << 24);
-            /* word f of token t: int4 slot f/4 (swizzled), component f%4 */
-            reinterpret_cast<int *>(&xq[t * (nes / 16) + swz(f >> 2)])[f & 3] = packed;
-            if ((f & 7) == 0) {
-                const float dx = amax / 127.0f;
-                xs[t * (nes / 32) + (f >> 3)] = make_float2(dx, 8.0f * dx * (float)sum);
-            }
-        }
-    }
+    mvq_stage_x<NT>(a, e0, ne, nes, xq, xs, ss, warp, lane);
     __syncthreads();
 
     /* 3. the K loop: chunk c = ch0 + lane + 32 * j */
@@ -481,41 +542,165 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32, NT <= 2 ? 3 : 2) mvq_kernel(co
         if (cn - lane < ch1) mvq_load<T, R>(raw, d, w, sc, rr, row_bytes, bpr, cn < ch1 ? cn : ch1 - 1);
         if (c >= ch1) continue; /* this lane's share of the last stride ran out */
         const int cl = c - ch0; /* chunk within the split */
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-            if (t < a.n_tok) {
-                if (!Q4) {
-                    const int4 xv = xq[t * (nes / 16) + swz(cl)];
-                    const float dx = xs[t * (nes / 32) + (cl >> 1)].x;
-#pragma unroll
-                    for (int r = 0; r < R; r++) {
-                        int is = __dp4a((int)q[r].x, xv.x, 0);
-                        is = __dp4a((int)q[r].y, xv.y, is);
-                        is = __dp4a((int)q[r].z, xv.z, is);
-                        is = __dp4a((int)q[r].w, xv.w, is);
-                        acc[r][t] = fmaf(dw[r] * dx, (float)is, acc[r][t]);
-                    }
-                } else {
-                    const int4 x0 = xq[t * (nes / 16) + swz(2 * cl)], x1 = xq[t * (nes / 16) + swz(2 * cl + 1)];
-                    const float2 xd = xs[t * (nes / 32) + cl];
-#pragma unroll
-                    for (int r = 0; r < R; r++) {
-                        const int m = 0x0F0F0F0F;
-                        int is = __dp4a((int)(q[r].x & m), x0.x, 0);
-                        is = __dp4a((int)(q[r].y & m), x0.y, is);
-                        is = __dp4a((int)(q[r].z & m), x0.z, is);
-                        is = __dp4a((int)(q[r].w & m), x0.w, is);
-                        is = __dp4a((int)((q[r].x >> 4) & m), x1.x, is);
-                        is = __dp4a((int)((q[r].y >> 4) & m), x1.y, is);
-                        is = __dp4a((int)((q[r].z >> 4) & m), x1.z, is);
-                        is = __dp4a((int)((q[r].w >> 4) & m), x1.w, is);
-                        acc[r][t] = fmaf(dw[r], fmaf(xd.x, (float)is, -xd.y), acc[r][t]);
-                    }
-                }
-            }
-        }
+        mvq_dot<T, R, NT>(q, dw, xq, xs, nes, cl, a.n_tok, acc);
     }
     mv_finish<R, NT>(a, acc, rv, mi, row0, rows, lane, ss);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * mvt_kernel (sm_90): mvq_kernel's arithmetic in a persistent grid (one block per SM) whose
+ * weights arrive through a ring of shared-memory stages filled by the Tensor Memory
+ * Accelerator (cp.async.bulk: one instruction per tile, no registers held).
+ *
+ * Why: at 7B batch 1 the one-shot kernels stream at 20-55% of the DRAM bandwidth (ncu): every
+ * block pays its own start (x staging after the PDL wait, then a register double buffer of 64
+ * bytes per lane), and a launch of 384-684 such blocks runs in uneven waves. Here each block
+ * stages x once (whole K, int8 like mvq_kernel), and keeps up to ~200 KB of weights in flight:
+ * the first stages are requested before the PDL wait, i.e. while the previous kernel finishes.
+ *
+ * A tile is RB = 8 R rows x the whole K (no split-K, no partial sums): its quants are one
+ * contiguous range (rows are contiguous in the repacked layout), its scales another, copied
+ * from the 16-byte boundary at or below their start to the one at or above their end (bulk
+ * copies need 16-byte aligned addresses and sizes; weight buffers are padded by 16 bytes,
+ * ggx_cuda_weight_bytes). Block b takes tiles b, b + G, b + 2G ... (G = gridDim.x); stage
+ * j % S holds its j-th tile; one mbarrier per stage (phase = use parity); after computing a
+ * tile the block syncs and thread 0 requests tile j + S into the freed stage. Warp w owns rows
+ * w R .. w R + R - 1 of a tile; the epilogue is mv_finish's (norm scale, soft cap, residual).
+ * Rows past a matrix's end are not copied: computed from stale data and never stored.
+ */
+constexpr int MVT_SC_PAD = 32; /* a scale range's 16-byte aligned superset adds <= 28 bytes */
+constexpr int MVT_MAX_STAGES = 8;
+
+__device__ __forceinline__ uint32_t smem_addr(const void *p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+struct MvtGeom {
+    int rb;         /* rows per tile */
+    int n_tiles;    /* over all matrices (a.block_start numbers tiles) */
+    int stages;
+    size_t q_bytes; /* per stage: quants of rb rows, then scales */
+    size_t stage_bytes;
+};
+
+template <int T, int NT, int R>
+__global__ void __launch_bounds__(MVQ_WARPS * 32, 1) mvt_kernel(const MvLaunch a, const MvtGeom g) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    constexpr int W = Tr<T>::W;
+    constexpr int RB = MVQ_WARPS * R;
+    constexpr bool Q4 = T == GGX_TYPE_Q4_0;
+    extern __shared__ int4 mvq_smem[];
+    __shared__ __align__(8) uint64_t bar[MVT_MAX_STAGES];
+
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, tid = threadIdx.x;
+    const int cols = a.cols;
+    const int n_chunks = cols / W;
+    const size_t row_bytes = (size_t)n_chunks * 16;
+    const int64_t bpr = cols / 32;
+    const size_t sc_row = (size_t)bpr * 2; /* scale bytes per row */
+    const int nes = (cols + 127) / 128 * 128; /* x slots: whole swizzle groups */
+    int4 *xq = mvq_smem;
+    float2 *xs = reinterpret_cast<float2 *>(mvq_smem + (size_t)NT * (nes / 16));
+    uint8_t *stage0 = reinterpret_cast<uint8_t *>(mvq_smem + (size_t)NT * (nes / 16 + nes / 64));
+
+    /* tile -> (matrix, first row); thread 0 requests tile `tile` into stage st */
+    auto issue = [&](int tile, int st) {
+        int mi = 0;
+        while (mi + 1 < a.n_mats && tile >= a.block_start[mi + 1]) mi++;
+        const int rows = a.rows[mi];
+        const int r0 = (tile - a.block_start[mi]) * RB;
+        const int nr = rows - r0 < RB ? rows - r0 : RB;
+        const uint8_t *w = a.w[mi];
+        const uint8_t *sc = w + ggx_cuda_qs_bytes((enum ggx_type)T, rows, cols);
+        const size_t s0 = (size_t)r0 * sc_row, a0 = s0 & ~(size_t)15;
+        const size_t a1 = (s0 + (size_t)nr * sc_row + 15) & ~(size_t)15;
+        const uint32_t qb = (uint32_t)((size_t)nr * row_bytes), sb = (uint32_t)(a1 - a0);
+        uint8_t *dst = stage0 + (size_t)st * g.stage_bytes;
+        const uint32_t b = smem_addr(&bar[st]);
+        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(b), "r"(qb + sb) : "memory");
+        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                         smem_addr(dst)),
+                     "l"(w + (size_t)r0 * row_bytes), "r"(qb), "r"(b)
+                     : "memory");
+        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                         smem_addr(dst + g.q_bytes)),
+                     "l"(sc + a0), "r"(sb), "r"(b)
+                     : "memory");
+    };
+
+    /* 1. before the PDL wait: the first S tiles (weights only; nothing of this step) */
+    const int G = (int)gridDim.x;
+    if (tid == 0) {
+        for (int st = 0; st < g.stages; st++)
+            asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(&bar[st])) : "memory");
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        for (int st = 0; st < g.stages && (int)blockIdx.x + st * G < g.n_tiles; st++) issue((int)blockIdx.x + st * G, st);
+    }
+    /* 2. x, the previous kernel's output: quantized once, whole K */
+    GGX_PDL_ENTER();
+    float ss[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) ss[t] = 0.0f;
+    mvq_stage_x<NT>(a, 0, cols, nes, xq, xs, ss, warp, lane);
+    __syncthreads();
+    mv_block_ss<NT>(a, ss);
+    float inv[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++)
+        inv[t] = a.xmode == GGX_CUDA_X_RMS_NORM ? 1.0f / sqrtf(ss[t] / (float)cols + a.eps) : 1.0f;
+
+    /* 3. the tiles */
+    for (int j = 0;; j++) {
+        const int tile = (int)blockIdx.x + j * G;
+        if (tile >= g.n_tiles) break;
+        const int st = j % g.stages;
+        const uint32_t par = (uint32_t)(j / g.stages) & 1u;
+        asm volatile("{\n\t.reg .pred p;\n"
+                     "MVT_WAIT:\n\t"
+                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n\t"
+                     "@!p bra MVT_WAIT;\n}" ::"r"(smem_addr(&bar[st])),
+                     "r"(par)
+                     : "memory");
+        int mi = 0;
+        while (mi + 1 < a.n_mats && tile >= a.block_start[mi + 1]) mi++;
+        const int rows = a.rows[mi];
+        const int r0 = (tile - a.block_start[mi]) * RB;
+        const uint8_t *stg = stage0 + (size_t)st * g.stage_bytes;
+        const uint4 *wq = reinterpret_cast<const uint4 *>(stg);
+        const __half *scs = reinterpret_cast<const __half *>(stg + g.q_bytes + (((size_t)r0 * sc_row) & 15));
+
+        float acc[R][NT];
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int t = 0; t < NT; t++) acc[r][t] = 0.0f;
+#pragma unroll 4
+        for (int cl = lane; cl < n_chunks; cl += 32) {
+            uint4 q[R];
+            float dw[R];
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                const int lr = warp * R + r;
+                q[r] = wq[(size_t)lr * n_chunks + cl];
+                dw[r] = __half2float(scs[(size_t)lr * bpr + (Q4 ? cl : cl >> 1)]);
+            }
+            mvq_dot<T, R, NT>(q, dw, xq, xs, nes, cl, a.n_tok, acc);
+        }
+        __syncthreads(); /* every warp is done with stage st */
+        if (tid == 0 && tile + g.stages * G < g.n_tiles) issue(tile + g.stages * G, st);
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int t = 0; t < NT; t++) acc[r][t] = warp_sum(acc[r][t]);
+        const int row0 = r0 + warp * R;
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int t = 0; t < NT; t++)
+                if (lane == r * NT + t && row0 + r < rows && t < a.n_tok)
+                    mv_store(a, mi, row0 + r, rows, t, acc[r][t] * inv[t]);
+    }
+#endif
 }
 
 /* dynamic shared memory of mvq_kernel for a split of cps chunks */
@@ -531,13 +716,24 @@ int g_int8_x = 2;
 float *g_part;     /* split-K partials [MV_MAX_SPLIT][8][MV_PART_ROWS] */
 int *g_counters;   /* [MV_PART_ROWS] zeroed */
 float *g_part_ss;  /* RMS_NORM split-K sums of squares [MV_MAX_SPLIT][8][MV_FULL_BLOCKS] */
-constexpr int MV_MAX_SPLIT = 8, MV_PART_ROWS = 65536;
+/* MV_PART_ROWS: a launch splits K only with fewer than MV_FULL_BLOCKS row blocks, i.e. at most
+ * 1024 x 16 rows for mv_kernel and 384 x 32 for mvq_kernel (its default; GGX_CUDA_MVQ_FULL
+ * launches with more rows run unsplit); was 65536 rows: 16.8 MB, now 4.2 */
+constexpr int MV_MAX_SPLIT = 8, MV_PART_ROWS = 16384;
 constexpr int MV_FULL_BLOCKS = 1024; /* launches with fewer row blocks split K ... */
 int g_full_blocks = MV_FULL_BLOCKS;  /* ... up to this many (GGX_CUDA_MV_FULL=N, <= 1024) */
 /* mvq_kernel: about one wave of resident blocks (132 SMs x 3). Measured, 7B decode batch 1,
  * H100, three alternating runs: q4_0 2.87-2.97 ms/step vs 3.04-3.47 with 1024, q8_0 4.01-4.36
  * vs 4.20-4.21 (fewer blocks stage x and reduce partial sums) (GGX_CUDA_MVQ_FULL=N) */
 int g_full_blocks_q = 384;
+
+/* mvt_kernel (sm_90) at 1-2 tokens, GGX_CUDA_MVT: 0 off, 1 (default) q4_0, 2 q4_0 and q8_0.
+ * Measured, 7B batch 1 on the H100 (docs/benchmarks.md, "CUDA decode, session 4"): q4_0 2.70-2.75
+ * vs 2.86-2.90 ms/step for mvq_kernel; q8_0 4.11 vs 3.96-4.01 (slower: left to mvq_kernel).
+ * g_mvt_smem: shared memory budget per block (GGX_CUDA_MVT_SMEM, bytes); g_mvt_grid: blocks
+ * (GGX_CUDA_MVT_GRID; default 2 per SM: 100 KB x 2 per SM beat 200 KB x 1, 72 KB x 3, 54 KB x 4) */
+int g_mvt = 0, g_mvt_ok = 0; /* mode; supported (sm_90, shared memory opt-in done) */
+int g_mvt_smem = 100 * 1024, g_mvt_grid = 264;
 
 /* split K when a launch has too few row blocks to keep every SM streaming (up to 8 ways, in
  * whole warp strides of chunks, at least two strides per split); sets a.cps, returns splits */
@@ -601,11 +797,55 @@ int assign_blocks(MvLaunch &a, const ggx_cuda_mv_mat *mats, int n_mats, int rows
     return nb;
 }
 
+template <int T, int NT, int R> cudaError_t mvt_opt_in(void) {
+    return cudaFuncSetAttribute(mvt_kernel<T, NT, R>, cudaFuncAttributeMaxDynamicSharedMemorySize, g_mvt_smem);
+}
+
+/* mvt_kernel; false (nothing launched) when not even two stages of 8 rows fit the shared
+ * memory budget (mvq_kernel runs instead). Tiles of 16 rows where one is <= 40 KB (q4_0 at
+ * 4096 columns), else 8; as many stages as the budget holds (<= 8). */
+template <int T, int NT>
+bool launch_mvt(cudaStream_t s, MvLaunch &a, const ggx_cuda_mv_mat *mats, int n_mats, cudaError_t *err) {
+    const int cols = a.cols, n_chunks = cols / Tr<T>::W;
+    const size_t nes = (size_t)(cols + 127) / 128 * 128;
+    const size_t x_bytes = (size_t)NT * (nes + nes / 4);
+    const size_t row_q = (size_t)n_chunks * 16, row_s = (size_t)(cols / 32) * 2;
+    const int R = (16 * (row_q + row_s) + MVT_SC_PAD <= 40 * 1024) ? 2 : 1;
+    MvtGeom g;
+    g.rb = MVQ_WARPS * R;
+    g.q_bytes = (size_t)g.rb * row_q;
+    g.stage_bytes = (g.q_bytes + (size_t)g.rb * row_s + MVT_SC_PAD + 127) / 128 * 128;
+    if (x_bytes + 2 * g.stage_bytes > (size_t)g_mvt_smem) return false;
+    g.stages = (int)(((size_t)g_mvt_smem - x_bytes) / g.stage_bytes);
+    if (g.stages > MVT_MAX_STAGES) g.stages = MVT_MAX_STAGES;
+    g.n_tiles = assign_blocks(a, mats, n_mats, g.rb);
+    const int grid = g.n_tiles < g_mvt_grid ? g.n_tiles : g_mvt_grid;
+    const size_t smem = x_bytes + (size_t)g.stages * g.stage_bytes;
+    const dim3 gd((unsigned)grid);
+    if (R == 2) *err = ggx_cuda_launch(mvt_kernel<T, NT, 2>, gd, dim3(MVQ_WARPS * 32), smem, s, a, g);
+    else *err = ggx_cuda_launch(mvt_kernel<T, NT, 1>, gd, dim3(MVQ_WARPS * 32), smem, s, a, g);
+    return true;
+}
+
+template <int T> cudaError_t mvt_opt_in_all(void) {
+    cudaError_t e = cudaSuccess;
+    const cudaError_t r[4] = {mvt_opt_in<T, 1, 1>(), mvt_opt_in<T, 1, 2>(), mvt_opt_in<T, 2, 1>(),
+                              mvt_opt_in<T, 2, 2>()};
+    for (int i = 0; i < 4; i++)
+        if (r[i] != cudaSuccess) e = r[i];
+    return e;
+}
+
 } // namespace
 
 void ggx_cuda_mv_set_int8_x(int mode) { g_int8_x = mode < 0 || mode > 2 ? 2 : mode; }
 bool ggx_cuda_mv_int8_x(void) { return g_int8_x == 1; }
 int ggx_cuda_mv_int8_mode(void) { return g_int8_x; }
+int ggx_cuda_mv_set_tma(int mode) {
+    g_mvt = g_mvt_ok && mode >= 1 && mode <= 2 ? mode : 0;
+    return g_mvt;
+}
+int ggx_cuda_mv_tma(void) { return g_mvt; }
 
 cudaError_t ggx_cuda_mv_init(void) {
     if (g_part) return cudaSuccess;
@@ -613,6 +853,19 @@ cudaError_t ggx_cuda_mv_init(void) {
     if (fb && atoi(fb) >= 1 && atoi(fb) <= MV_FULL_BLOCKS) g_full_blocks = atoi(fb);
     const char *fq = getenv("GGX_CUDA_MVQ_FULL");
     if (fq && atoi(fq) >= 1 && atoi(fq) <= MV_FULL_BLOCKS) g_full_blocks_q = atoi(fq);
+    int dev = 0, major = 0, optin = 0, n_sm = 0;
+    const char *mt = getenv("GGX_CUDA_MVT"), *ms = getenv("GGX_CUDA_MVT_SMEM"), *mg = getenv("GGX_CUDA_MVT_GRID");
+    if (cudaGetDevice(&dev) == cudaSuccess &&
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == cudaSuccess &&
+        cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && major >= 9) {
+        if (ms && atoi(ms) >= 32768) g_mvt_smem = atoi(ms);
+        if (g_mvt_smem > optin - 1024) g_mvt_smem = optin - 1024; /* the static mbarriers */
+        g_mvt_grid = mg && atoi(mg) >= 1 ? atoi(mg) : 2 * n_sm;
+        g_mvt_ok = mvt_opt_in_all<GGX_TYPE_Q8_0>() == cudaSuccess && mvt_opt_in_all<GGX_TYPE_Q4_0>() == cudaSuccess;
+        ggx_cuda_mv_set_tma(mt ? atoi(mt) : 1);
+    }
+    (void)cudaGetLastError();
     cudaError_t e = cudaMalloc(&g_part, sizeof(float) * MV_MAX_SPLIT * 8 * MV_PART_ROWS);
     if (e == cudaSuccess) e = cudaMalloc(&g_counters, sizeof(int) * MV_PART_ROWS);
     if (e == cudaSuccess) e = cudaMalloc(&g_part_ss, sizeof(float) * MV_MAX_SPLIT * 8 * MV_FULL_BLOCKS);
@@ -678,6 +931,19 @@ cudaError_t ggx_cuda_mv_ex(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_ma
             a.res[k] = mats[k].res ? mats[k].res + (size_t)t0 * mats[k].rows : nullptr;
         }
         cudaError_t e;
+        if (g_mvt && a.n_tok <= 2 && g_int8_x != 0 && (t == GGX_TYPE_Q4_0 || (g_mvt == 2 && t == GGX_TYPE_Q8_0))) {
+            bool done;
+            if (t == GGX_TYPE_Q8_0)
+                done = nt_tmpl == 1 ? launch_mvt<GGX_TYPE_Q8_0, 1>(s, a, mats, n_mats, &e)
+                                    : launch_mvt<GGX_TYPE_Q8_0, 2>(s, a, mats, n_mats, &e);
+            else
+                done = nt_tmpl == 1 ? launch_mvt<GGX_TYPE_Q4_0, 1>(s, a, mats, n_mats, &e)
+                                    : launch_mvt<GGX_TYPE_Q4_0, 2>(s, a, mats, n_mats, &e);
+            if (done) {
+                if (e != cudaSuccess) return e;
+                continue;
+            }
+        }
         if ((g_int8_x == 1 || (g_int8_x == 2 && a.n_tok <= 2)) && (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0)) {
             const int nbq = assign_blocks(a, mats, n_mats, MVQ_WARPS * mvq_rpw(nt_tmpl));
             const bool done = t == GGX_TYPE_Q8_0 ? launch_mvq<GGX_TYPE_Q8_0>(s, a, nbq, nt_tmpl, &e)

@@ -242,8 +242,9 @@ __global__ void fill_kernel(enum ggx_type t, uint8_t *w, int64_t rows, int64_t c
 } // namespace
 
 size_t ggx_cuda_weight_bytes(enum ggx_type t, int64_t rows, int64_t cols) {
+    /* + 16: mvt_kernel's bulk copies of a row's scales end at the next 16-byte boundary */
     if (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0)
-        return ggx_cuda_qs_bytes(t, rows, cols) + (size_t)rows * (size_t)(cols / 32) * 2;
+        return ggx_cuda_qs_bytes(t, rows, cols) + (size_t)rows * (size_t)(cols / 32) * 2 + 16;
     return ggx_row_size(t, cols) * (size_t)rows;
 }
 
