@@ -78,6 +78,7 @@ struct Ctx {
     /* GGX_CUDA_PROFILE=1: eager runs with an event between node groups; time per op kind
      * (MUL_MAT split into matvec [0] and GEMM [1]) printed to stderr by free */
     int fuse;    /* GGX_CUDA_FUSE=0 turns the decode fusions off */
+    int side;    /* GGX_CUDA_SIDE=0: the gates keep their own launch (no side matrices) */
     /* RMS_NORM results never materialized in this run: their MUL_MAT consumers normalize x
      * while staging it (fusion_rms_virtual) */
     struct { const ggx_tensor *t; const float *x, *w; float eps; } vrms[64];
@@ -667,7 +668,8 @@ ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
         }
         *consumed = used;
         const ggx_cuda_mv_x xs = {f32p(n->src[0]), f32p(n->src[1]), nullptr,
-                                  n->op == GGX_OP_SWIGLU ? GGX_CUDA_X_SWIGLU : GGX_CUDA_X_SIGMOID_MUL, 0.0f};
+                                  n->op == GGX_OP_SWIGLU ? GGX_CUDA_X_SWIGLU : GGX_CUDA_X_SIGMOID_MUL, 0.0f,
+                                  nullptr, 0};
         if (mat.res)
             GGX_CU_TRY(ggx_cuda_mv_ex(s, m->src[0]->type, &mat, 1, &xs, (int)t_cols(m->src[0]),
                                       (int)t_rows(m->src[1])), "fused mul_mat + add");
@@ -706,7 +708,7 @@ ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
         if (!use_mv(n)) return run_gemm(c, n);
         /* x: the input, or the input of a virtual RMS_NORM (normalized while staged) */
         const int vr = find_vrms(c, n->src[1]);
-        ggx_cuda_mv_x xs = {f32p(n->src[1]), nullptr, nullptr, GGX_CUDA_X_PLAIN, 0.0f};
+        ggx_cuda_mv_x xs = {f32p(n->src[1]), nullptr, nullptr, GGX_CUDA_X_PLAIN, 0.0f, nullptr, 0};
         const ggx_tensor *xin = n->src[1];
         if (vr >= 0) {
             xs.a = c->vrms[vr].x;
@@ -717,42 +719,62 @@ ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
         }
         /* group the following MUL_MATs over the same input and weight type into one launch,
          * with the SOFT_CAPs among them that each consume one member as epilogues (the gates:
-         * mul_mat, soft_cap, mul_mat, soft_cap) */
-        ggx_cuda_mv_mat mats[GGX_CUDA_MV_MAX_MATS];
-        int nm = 0, used = 0;
-        const ggx_tensor *members[GGX_CUDA_MV_MAX_MATS], *caps[GGX_CUDA_MV_MAX_MATS];
+         * mul_mat, soft_cap, mul_mat, soft_cap). Under a virtual RMS_NORM (decode), small f32
+         * products over the same input join as side matrices (the gates beside q/k/v/o). */
+        constexpr int MAXM = GGX_CUDA_MV_MAX_MATS + GGX_CUDA_MV_MAX_SIDE;
+        ggx_cuda_mv_mat all[MAXM]; /* members: main ones (weight type of n) and side ones */
+        bool is_side[MAXM];
+        int nm = 0, n_side = 0, used = 0;
+        const ggx_tensor *members[MAXM], *caps[MAXM];
         int n_caps = 0;
         while (k + used < g->n_nodes) {
             const ggx_tensor *m = g->nodes[k + used];
             if (m->op == GGX_OP_MUL_MAT) {
-                if (nm >= GGX_CUDA_MV_MAX_MATS || m->src[1]->data != n->src[1]->data ||
-                    m->src[0]->type != n->src[0]->type || t_cols(m->src[0]) != t_cols(n->src[0]) ||
+                if (m->src[1]->data != n->src[1]->data || t_cols(m->src[0]) != t_cols(n->src[0]) ||
                     t_rows(m->src[1]) != t_rows(n->src[1]) || !use_mv(m))
+                    break;
+                const bool side = m->src[0]->type != n->src[0]->type;
+                if (side ? (!c->side || xs.mode != GGX_CUDA_X_RMS_NORM || m->src[0]->type != GGX_TYPE_F32 ||
+                            n_side >= GGX_CUDA_MV_MAX_SIDE || t_rows(m->src[0]) > GGX_CUDA_MV_SIDE_ROWS)
+                         : nm - n_side >= GGX_CUDA_MV_MAX_MATS)
                     break;
                 bool clash = false; /* it must not write where a folded soft cap writes */
                 for (int q = 0; q < n_caps; q++) clash |= overlap(m, caps[q]);
                 if (clash) break;
                 members[nm] = m;
-                mats[nm] = {m->src[0]->data, f32p(m), (int)t_rows(m->src[0]), 0, 0.0f, nullptr, nullptr};
+                is_side[nm] = side;
+                all[nm] = {m->src[0]->data, f32p(m), (int)t_rows(m->src[0]), 0, 0.0f, nullptr, nullptr};
                 nm++;
+                n_side += side;
                 used++;
                 continue;
             }
             if (m->op != GGX_OP_SOFT_CAP) break;
             int gi = -1;
             for (int q = 0; q < nm; q++)
-                if (m->src[0] == members[q] && !mats[q].epi) gi = q;
+                if (m->src[0] == members[q] && !all[q].epi) gi = q;
             if (gi < 0 || !fusion_softcap(g, k + used, members[gi], c->fuse) || overlap(m, xin)) break;
             bool clash = false; /* its output must not be another member's input or output */
             for (int q = 0; q < nm; q++) clash |= q != gi && overlap(m, members[q]);
             if (clash) break;
-            mats[gi].y = f32p(m);
-            mats[gi].epi = 1;
-            mats[gi].cap = m->f[0];
-            mats[gi].bias = m->src[1] ? f32p(m->src[1]) : nullptr;
+            all[gi].y = f32p(m);
+            all[gi].epi = 1;
+            all[gi].cap = m->f[0];
+            all[gi].bias = m->src[1] ? f32p(m->src[1]) : nullptr;
             caps[n_caps++] = m;
             used++;
         }
+        ggx_cuda_mv_mat mats[GGX_CUDA_MV_MAX_MATS], side[GGX_CUDA_MV_MAX_SIDE];
+        {
+            int a = 0, b = 0;
+            for (int q = 0; q < nm; q++) {
+                if (is_side[q]) side[b++] = all[q];
+                else mats[a++] = all[q];
+            }
+            nm = a;
+        }
+        xs.side = side;
+        xs.n_side = n_side;
         if (nm == 1 && !mats[0].epi) {
             const ggx_tensor *ins[1] = {xin};
             if (fusion_residual(c, g, k + used, n, ins, 1)) {
@@ -1186,6 +1208,7 @@ extern "C" ggx_status ggx_backend_cuda_init(const ggx_backend_params *p, ggx_bac
     c->graphs_on = !(env && env[0] == '0');
     c->profile = (env = getenv("GGX_CUDA_PROFILE")) && env[0] == '1';
     c->fuse = !((env = getenv("GGX_CUDA_FUSE")) && env[0] == '0');
+    c->side = !((env = getenv("GGX_CUDA_SIDE")) && env[0] == '0');
     c->chunkwise = !((env = getenv("GGX_CUDA_CHUNKWISE")) && env[0] == '0');
     c->emb_host = !((env = getenv("GGX_CUDA_EMB_HOST")) && env[0] == '0');
     if ((env = getenv("GGX_CUDA_INT8_X"))) ggx_cuda_mv_set_int8_x(atoi(env));

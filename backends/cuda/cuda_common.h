@@ -164,7 +164,14 @@ typedef struct ggx_cuda_mv_x {
     const float *a, *b, *c;
     int mode;
     float eps;
+    /* side products (1-2 tokens): up to GGX_CUDA_MV_MAX_SIDE f32 matrices of at most
+     * GGX_CUDA_MV_SIDE_ROWS rows over the same x (the mLSTM gates beside q/k/v/o), computed
+     * exactly in f32 in the same launch, one block per row (one launch less per layer) */
+    const ggx_cuda_mv_mat *side;
+    int n_side;
 } ggx_cuda_mv_x;
+#define GGX_CUDA_MV_MAX_SIDE 2
+#define GGX_CUDA_MV_SIDE_ROWS 64
 #define GGX_CUDA_MV_FUSE_MAX_TOKENS 2
 
 /* y_k[t, r] = dot(W_k[r, :], x[t, :]) for every matrix k, t < n_tok, r < rows_k, where

@@ -46,6 +46,16 @@ struct MvLaunch {
     int *counters;
     int cols;
     int n_tok;
+    /* side rows (mv_side_row): one block each, after the main grid (blockIdx.x >= side_block0)
+     * for mv_kernel / mvq_kernel, blocks 0.. of the persistent grid for mvt_kernel */
+    int side_block0;
+    int n_side, side_rows;
+    const float *sw[GGX_CUDA_MV_MAX_SIDE];
+    float *sy[GGX_CUDA_MV_MAX_SIDE];
+    int srows[GGX_CUDA_MV_MAX_SIDE];
+    int sepi[GGX_CUDA_MV_MAX_SIDE];
+    float scap[GGX_CUDA_MV_MAX_SIDE];
+    const float *sbias[GGX_CUDA_MV_MAX_SIDE];
 };
 
 /* weights per 16-byte chunk */
@@ -261,9 +271,63 @@ __device__ __forceinline__ void mv_finish(const MvLaunch &a, float (&acc)[MV_RPW
             }
 }
 
-template <int T, int NT>
+/* Side row r (over all side matrices) by the whole block: the f32 dot product of its weights
+ * with the launch's x (transform; RMS_NORM over the whole row, summed here), its soft-cap
+ * epilogue, the store. Each thread takes every blockDim-th float4: one pass, all loads in
+ * flight at once for 4096 columns. Every thread of the block must call it. */
+template <int NT>
+__device__ __forceinline__ void mv_side_row(const MvLaunch &a, int r) {
+    __shared__ float red[32];
+    int si = 0;
+    while (si + 1 < a.n_side && r >= a.srows[si]) r -= a.srows[si++];
+    const float *w = a.sw[si] + (size_t)r * a.cols;
+    float acc[NT], ss[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) acc[t] = ss[t] = 0.0f;
+#pragma unroll 4
+    for (int e = 4 * (int)threadIdx.x; e < a.cols; e += 4 * (int)blockDim.x) {
+        const float4 wv = __ldg(reinterpret_cast<const float4 *>(w + e));
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+            if (t < a.n_tok) {
+                const float4 xv = mv_x4<NT>(a, t, e, ss);
+                acc[t] = fmaf(wv.x, xv.x, acc[t]);
+                acc[t] = fmaf(wv.y, xv.y, acc[t]);
+                acc[t] = fmaf(wv.z, xv.z, acc[t]);
+                acc[t] = fmaf(wv.w, xv.w, acc[t]);
+            }
+    }
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        float v = ggx_cuda_block_sum(acc[t], red);
+        const float q = ggx_cuda_block_sum(ss[t], red);
+        if (threadIdx.x == 0 && t < a.n_tok) {
+            if (a.xmode == GGX_CUDA_X_RMS_NORM) v *= 1.0f / sqrtf(q / (float)a.cols + a.eps);
+            if (a.sepi[si]) {
+                v += a.sbias[si] ? a.sbias[si][r] : 0.0f;
+                v = ggx_cuda_soft_cap_v(v, a.scap[si]);
+            }
+            a.sy[si][(size_t)t * a.srows[si] + r] = v;
+        }
+    }
+}
+
+/* mv_kernel / mvq_kernel: blocks past the main grid compute one side row each (true: the caller
+ * returns). Split-K grids: only blockIdx.y == 0 works. */
+template <int NT>
+__device__ __forceinline__ bool mv_side_block(const MvLaunch &a) {
+    if ((int)blockIdx.x < a.side_block0) return false;
+    GGX_PDL_ENTER();
+    if (blockIdx.y == 0) mv_side_row<NT>(a, (int)blockIdx.x - a.side_block0);
+    return true;
+}
+
+/* SIDE: the launch has side rows (a separate instantiation: the side branch costs the main path
+ * registers) */
+template <int T, int NT, bool SIDE = false>
 __global__ void __launch_bounds__(MV_WARPS * 32, NT > 2 ? 2 : (T == GGX_TYPE_Q8_0 || T == GGX_TYPE_Q4_0) ? 3 : 4)
     mv_kernel(const MvLaunch a) {
+    if (SIDE && mv_side_block<NT>(a)) return;
     constexpr int MV_RPW = mv_rpw(NT);
     constexpr int MV_ROWS_PER_BLOCK = MV_WARPS * MV_RPW;
     constexpr int W = Tr<T>::W;
@@ -474,8 +538,9 @@ __device__ __forceinline__ void mvq_dot(const uint4 (&q)[R], const float (&dw)[R
     }
 }
 
-template <int T, int NT>
+template <int T, int NT, bool SIDE = false>
 __global__ void __launch_bounds__(MVQ_WARPS * 32, NT <= 2 ? 3 : 2) mvq_kernel(const MvLaunch a) {
+    if (SIDE && mv_side_block<NT>(a)) return;
     constexpr int R = mvq_rpw(NT);
     constexpr int W = Tr<T>::W; /* 16 (q8_0) or 32 (q4_0) weights per chunk */
     /* shared: per token, the split's x as int8 (16 per int4 slot, swizzled), then per 32-block
@@ -648,6 +713,8 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32, 1) mvt_kernel(const MvLaunch a
 #pragma unroll
     for (int t = 0; t < NT; t++)
         inv[t] = a.xmode == GGX_CUDA_X_RMS_NORM ? 1.0f / sqrtf(ss[t] / (float)cols + a.eps) : 1.0f;
+    /* side rows (the gates): blocks 0.. one each, while their first tiles arrive */
+    if ((int)blockIdx.x < a.side_rows) mv_side_row<NT>(a, (int)blockIdx.x);
 
     /* 3. the tiles */
     for (int j = 0;; j++) {
@@ -715,12 +782,14 @@ template <int T> size_t mvq_smem_bytes(int nt_tmpl, int cps) {
 int g_int8_x = 2;
 float *g_part;     /* split-K partials [MV_MAX_SPLIT][8][MV_PART_ROWS] */
 int *g_counters;   /* [MV_PART_ROWS] zeroed */
-float *g_part_ss;  /* RMS_NORM split-K sums of squares [MV_MAX_SPLIT][8][MV_FULL_BLOCKS] */
+float *g_part_ss;  /* RMS_NORM split-K sums of squares [MV_MAX_SPLIT][8][MV_PART_SS_COLS] */
 /* MV_PART_ROWS: a launch splits K only with fewer than MV_FULL_BLOCKS row blocks, i.e. at most
  * 1024 x 16 rows for mv_kernel and 384 x 32 for mvq_kernel (its default; GGX_CUDA_MVQ_FULL
  * launches with more rows run unsplit); was 65536 rows: 16.8 MB, now 4.2 */
 constexpr int MV_MAX_SPLIT = 8, MV_PART_ROWS = 16384;
 constexpr int MV_FULL_BLOCKS = 1024; /* launches with fewer row blocks split K ... */
+/* (indexed by gridDim.x: the row blocks plus the side rows' blocks) */
+constexpr int MV_PART_SS_COLS = MV_FULL_BLOCKS + GGX_CUDA_MV_MAX_SIDE * GGX_CUDA_MV_SIDE_ROWS;
 int g_full_blocks = MV_FULL_BLOCKS;  /* ... up to this many (GGX_CUDA_MV_FULL=N, <= 1024) */
 /* mvq_kernel: about one wave of resident blocks (132 SMs x 3). Measured, 7B decode batch 1,
  * H100, three alternating runs: q4_0 2.87-2.97 ms/step vs 3.04-3.47 with 1024, q8_0 4.01-4.36
@@ -757,8 +826,12 @@ int choose_splits(MvLaunch &a, int n_blocks, int n_chunks, int full) {
 template <int T>
 cudaError_t launch_type(cudaStream_t s, MvLaunch &a, int n_blocks) {
     const int nt = a.n_tok;
-    const dim3 grid((unsigned)n_blocks, (unsigned)choose_splits(a, n_blocks, a.cols / Tr<T>::W, g_full_blocks));
-    if (nt == 1) GGX_LAUNCH((mv_kernel<T, 1>), grid, MV_WARPS * 32, 0, s, a);
+    const dim3 grid((unsigned)(n_blocks + a.side_rows),
+                     (unsigned)choose_splits(a, n_blocks, a.cols / Tr<T>::W, g_full_blocks));
+    a.side_block0 = n_blocks;
+    if (nt == 1 && a.n_side) GGX_LAUNCH((mv_kernel<T, 1, true>), grid, MV_WARPS * 32, 0, s, a);
+    else if (nt == 2 && a.n_side) GGX_LAUNCH((mv_kernel<T, 2, true>), grid, MV_WARPS * 32, 0, s, a);
+    else if (nt == 1) GGX_LAUNCH((mv_kernel<T, 1>), grid, MV_WARPS * 32, 0, s, a);
     else if (nt == 2) GGX_LAUNCH((mv_kernel<T, 2>), grid, MV_WARPS * 32, 0, s, a);
     else if (nt <= 4) GGX_LAUNCH((mv_kernel<T, 4>), grid, MV_WARPS * 32, 0, s, a);
     else GGX_LAUNCH((mv_kernel<T, 8>), grid, MV_WARPS * 32, 0, s, a);
@@ -771,9 +844,12 @@ bool launch_mvq(cudaStream_t s, MvLaunch &a, int n_blocks, int nt_tmpl, cudaErro
     const int splits = choose_splits(a, n_blocks, a.cols / Tr<T>::W, g_full_blocks_q);
     const size_t smem = mvq_smem_bytes<T>(nt_tmpl, a.cps);
     if (smem > (size_t)MVQ_SMEM_MAX) return false;
-    const dim3 grid((unsigned)n_blocks, (unsigned)splits);
+    const dim3 grid((unsigned)(n_blocks + a.side_rows), (unsigned)splits);
+    a.side_block0 = n_blocks;
     *err = [&]() -> cudaError_t {
-        if (nt_tmpl == 1) GGX_LAUNCH((mvq_kernel<T, 1>), grid, MVQ_WARPS * 32, smem, s, a);
+        if (nt_tmpl == 1 && a.n_side) GGX_LAUNCH((mvq_kernel<T, 1, true>), grid, MVQ_WARPS * 32, smem, s, a);
+        else if (nt_tmpl == 2 && a.n_side) GGX_LAUNCH((mvq_kernel<T, 2, true>), grid, MVQ_WARPS * 32, smem, s, a);
+        else if (nt_tmpl == 1) GGX_LAUNCH((mvq_kernel<T, 1>), grid, MVQ_WARPS * 32, smem, s, a);
         else if (nt_tmpl == 2) GGX_LAUNCH((mvq_kernel<T, 2>), grid, MVQ_WARPS * 32, smem, s, a);
         else if (nt_tmpl == 4) GGX_LAUNCH((mvq_kernel<T, 4>), grid, MVQ_WARPS * 32, smem, s, a);
         else GGX_LAUNCH((mvq_kernel<T, 8>), grid, MVQ_WARPS * 32, smem, s, a);
@@ -819,7 +895,8 @@ bool launch_mvt(cudaStream_t s, MvLaunch &a, const ggx_cuda_mv_mat *mats, int n_
     g.stages = (int)(((size_t)g_mvt_smem - x_bytes) / g.stage_bytes);
     if (g.stages > MVT_MAX_STAGES) g.stages = MVT_MAX_STAGES;
     g.n_tiles = assign_blocks(a, mats, n_mats, g.rb);
-    const int grid = g.n_tiles < g_mvt_grid ? g.n_tiles : g_mvt_grid;
+    int grid = g.n_tiles < g_mvt_grid ? g.n_tiles : g_mvt_grid;
+    if (grid < a.side_rows) grid = a.side_rows; /* (idle tile loops; never at the 7B shape) */
     const size_t smem = x_bytes + (size_t)g.stages * g.stage_bytes;
     const dim3 gd((unsigned)grid);
     if (R == 2) *err = ggx_cuda_launch(mvt_kernel<T, NT, 2>, gd, dim3(MVQ_WARPS * 32), smem, s, a, g);
@@ -868,7 +945,7 @@ cudaError_t ggx_cuda_mv_init(void) {
     (void)cudaGetLastError();
     cudaError_t e = cudaMalloc(&g_part, sizeof(float) * MV_MAX_SPLIT * 8 * MV_PART_ROWS);
     if (e == cudaSuccess) e = cudaMalloc(&g_counters, sizeof(int) * MV_PART_ROWS);
-    if (e == cudaSuccess) e = cudaMalloc(&g_part_ss, sizeof(float) * MV_MAX_SPLIT * 8 * MV_FULL_BLOCKS);
+    if (e == cudaSuccess) e = cudaMalloc(&g_part_ss, sizeof(float) * MV_MAX_SPLIT * 8 * MV_PART_SS_COLS);
     if (e == cudaSuccess) e = cudaMemset(g_counters, 0, sizeof(int) * MV_PART_ROWS);
     if (e != cudaSuccess) {
         cudaFree(g_part);
@@ -897,7 +974,7 @@ cudaError_t ggx_cuda_mv(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *
     if (n_mats < 1 || n_mats > GGX_CUDA_MV_MAX_MATS || n_tok < 1) return cudaErrorInvalidValue;
     if (ggx_cuda_mmq_supported(t, cols, n_tok))
         return ggx_cuda_mmq(s, t, mats, n_mats, x, xb, xmode, cols, n_tok);
-    ggx_cuda_mv_x xs = {x, xb, nullptr, xmode, 0.0f};
+    ggx_cuda_mv_x xs = {x, xb, nullptr, xmode, 0.0f, nullptr, 0};
     return ggx_cuda_mv_ex(s, t, mats, n_mats, &xs, cols, n_tok);
 }
 
@@ -921,6 +998,21 @@ cudaError_t ggx_cuda_mv_ex(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_ma
         a.cols = cols;
         a.n_tok = n_tok - t0 < 8 ? n_tok - t0 : 8;
         const int nt_tmpl = a.n_tok == 1 ? 1 : a.n_tok == 2 ? 2 : a.n_tok <= 4 ? 4 : 8;
+        if (xs->n_side > 0) {
+            if (n_tok > 2 || xs->n_side > GGX_CUDA_MV_MAX_SIDE || cols % 4) return cudaErrorInvalidValue;
+            a.n_side = xs->n_side;
+            for (int k = 0; k < xs->n_side; k++) {
+                const ggx_cuda_mv_mat &m = xs->side[k];
+                if (m.rows < 1 || m.rows > GGX_CUDA_MV_SIDE_ROWS || m.res) return cudaErrorInvalidValue;
+                a.sw[k] = static_cast<const float *>(m.w);
+                a.sy[k] = m.y;
+                a.srows[k] = m.rows;
+                a.sepi[k] = m.epi;
+                a.scap[k] = m.cap;
+                a.sbias[k] = m.bias;
+                a.side_rows += m.rows;
+            }
+        }
         for (int k = 0; k < n_mats; k++) {
             a.w[k] = static_cast<const uint8_t *>(mats[k].w);
             a.y[k] = mats[k].y + (size_t)t0 * mats[k].rows;
