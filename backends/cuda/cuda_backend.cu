@@ -81,7 +81,7 @@ struct Ctx {
     int side;    /* GGX_CUDA_SIDE=0: the gates keep their own launch (no side matrices) */
     /* RMS_NORM results never materialized in this run: their MUL_MAT consumers normalize x
      * while staging it (fusion_rms_virtual) */
-    struct { const ggx_tensor *t; const float *x, *w; float eps; } vrms[64];
+    struct { const ggx_tensor *t; const float *x, *w; float eps; } vrms[256]; /* 2 per layer */
     int n_vrms;
     int chunkwise; /* GGX_CUDA_CHUNKWISE=0: mLSTM prefill token by token only */
     void *mlstm_scratch;
