@@ -193,6 +193,7 @@ __device__ __forceinline__ void mv_block_ss(const MvLaunch &a, float (&ss)[NT]) 
     }
 }
 
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 /* used by mvt_kernel only */
 /* the epilogue of output (row, token t) of matrix mi: bias + soft cap, residual; then the store */
 __device__ __forceinline__ void mv_store(const MvLaunch &a, int mi, int row, int rows, int t, float v) {
     if (a.epi[mi]) {
@@ -203,6 +204,7 @@ __device__ __forceinline__ void mv_store(const MvLaunch &a, int mi, int row, int
     if (a.res[mi]) v += a.res[mi][(size_t)t * rows + row];
     a.y[mi][(size_t)t * rows + row] = v;
 }
+#endif
 
 /* split-K reduction, epilogue and store of a warp's RPW rows x NT tokens */
 template <int MV_RPW, int NT>
@@ -636,9 +638,11 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32, NT <= 2 ? 3 : 2) mvq_kernel(co
 constexpr int MVT_SC_PAD = 32; /* a scale range's 16-byte aligned superset adds <= 28 bytes */
 constexpr int MVT_MAX_STAGES = 8;
 
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 /* used by mvt_kernel only */
 __device__ __forceinline__ uint32_t smem_addr(const void *p) {
     return (uint32_t)__cvta_generic_to_shared(p);
 }
+#endif
 
 struct MvtGeom {
     int rb;         /* rows per tile */
