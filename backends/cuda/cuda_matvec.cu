@@ -615,15 +615,16 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32, NT <= 2 ? 3 : 2) mvq_kernel(co
 }
 
 /* ---------------------------------------------------------------------------------------
- * mvt_kernel (sm_90): mvq_kernel's arithmetic in a persistent grid (one block per SM) whose
- * weights arrive through a ring of shared-memory stages filled by the Tensor Memory
+ * mvt_kernel (sm_90): mvq_kernel's arithmetic in a persistent grid (2 blocks per SM by default)
+ * whose weights arrive through a ring of shared-memory stages filled by the Tensor Memory
  * Accelerator (cp.async.bulk: one instruction per tile, no registers held).
  *
  * Why: at 7B batch 1 the one-shot kernels stream at 20-55% of the DRAM bandwidth (ncu): every
  * block pays its own start (x staging after the PDL wait, then a register double buffer of 64
  * bytes per lane), and a launch of 384-684 such blocks runs in uneven waves. Here each block
- * stages x once (whole K, int8 like mvq_kernel), and keeps up to ~200 KB of weights in flight:
- * the first stages are requested before the PDL wait, i.e. while the previous kernel finishes.
+ * stages x once (whole K, int8 like mvq_kernel), and keeps its budget of weights in flight
+ * (100 KB by default, ~200 KB per SM): the first stages are requested before the PDL wait,
+ * i.e. while the previous kernel finishes.
  *
  * A tile is RB = 8 R rows x the whole K (no split-K, no partial sums): its quants are one
  * contiguous range (rows are contiguous in the repacked layout), its scales another, copied
@@ -632,7 +633,8 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32, NT <= 2 ? 3 : 2) mvq_kernel(co
  * ggx_cuda_weight_bytes). Block b takes tiles b, b + G, b + 2G ... (G = gridDim.x); stage
  * j % S holds its j-th tile; one mbarrier per stage (phase = use parity); after computing a
  * tile the block syncs and thread 0 requests tile j + S into the freed stage. Warp w owns rows
- * w R .. w R + R - 1 of a tile; the epilogue is mv_finish's (norm scale, soft cap, residual).
+ * w R .. w R + R - 1 of a tile; the epilogue is mv_finish's arithmetic (norm scale, then
+ * mv_store: soft cap, residual).
  * Rows past a matrix's end are not copied: computed from stale data and never stored.
  */
 constexpr int MVT_SC_PAD = 32; /* a scale range's 16-byte aligned superset adds <= 28 bytes */
