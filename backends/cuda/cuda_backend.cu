@@ -79,6 +79,7 @@ struct Ctx {
      * (MUL_MAT split into matvec [0] and GEMM [1]) printed to stderr by free */
     int fuse;    /* GGX_CUDA_FUSE=0 turns the decode fusions off */
     int side;    /* GGX_CUDA_SIDE=0: the gates keep their own launch (no side matrices) */
+    size_t pf_bytes; /* GGX_CUDA_PF_KB: L2 prefetch of the next matvec's weights (0: off) */
     /* RMS_NORM results never materialized in this run: their MUL_MAT consumers normalize x
      * while staging it (fusion_rms_virtual) */
     struct { const ggx_tensor *t; const float *x, *w; float eps; } vrms[256]; /* 2 per layer */
@@ -639,6 +640,55 @@ bool fusion_xform_gemm(const Ctx *c, const ggx_graph *g, int k) {
            t_nel(n->src[1]) == t_nel(n->src[0]);
 }
 
+/* The L2 prefetch a decode matvec launch issues for the next one (ggx_cuda_pf): the first
+ * pf_bytes of the next group of matvec weights after node `from` (the next step's first group
+ * after the last launch: a replayed graph is followed by itself), in the order its launch
+ * walks them (matrix after matrix, a matrix's first rows first, with their scales). False: no
+ * prefetch (PDL off, i.e. not a decode graph; none found). */
+bool plan_prefetch(const Ctx *c, const ggx_graph *g, int from, ggx_cuda_pf *pf) {
+    pf->count = 0;
+    pf->total16 = 0;
+    if (!c->pf_bytes || !g_ggx_cuda_pdl || g->n_nodes < 1) return false;
+    int k0 = -1;
+    for (int i = 0; i < g->n_nodes && k0 < 0; i++) {
+        const int k = (from + i) % g->n_nodes;
+        const ggx_tensor *m = g->nodes[k];
+        if (m->op == GGX_OP_MUL_MAT && m->src[0]->type != GGX_TYPE_F32 && use_mv(m)) k0 = k;
+    }
+    if (k0 < 0) return false;
+    const ggx_tensor *first = g->nodes[k0];
+    uint64_t left = c->pf_bytes / 16;
+    for (int k = k0; k < g->n_nodes && left > 0 && pf->count + 2 <= GGX_CUDA_PF_MAX; k++) {
+        const ggx_tensor *m = g->nodes[k];
+        if (m->op == GGX_OP_SOFT_CAP) continue;
+        if (m->op != GGX_OP_MUL_MAT || m->src[1]->data != first->src[1]->data) break;
+        if (m->src[0]->type != first->src[0]->type) continue; /* (a side matrix: tiny) */
+        const enum ggx_type t = m->src[0]->type;
+        const int64_t rows = t_rows(m->src[0]), cols = t_cols(m->src[0]);
+        const bool q = t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0;
+        /* bytes per row in 16-byte units of the main range (quants, or the row itself) */
+        const size_t row_b = q ? ggx_cuda_qs_bytes(t, 1, cols) : (size_t)cols * ggx_type_traits_of(t)->type_size;
+        if (row_b % 16) return pf->count > 0;
+        const uint64_t row16 = row_b / 16;
+        const uint64_t sc_row = q ? (uint64_t)(cols / 32) * 2 : 0; /* f16 scales per row */
+        int64_t r = (int64_t)(left / (row16 + (sc_row + 15) / 16));
+        if (r > rows) r = rows;
+        if (r < 1) break;
+        const uint8_t *w = static_cast<const uint8_t *>(m->src[0]->data);
+        pf->p[pf->count] = w;
+        pf->n16[pf->count++] = (uint32_t)(row16 * (uint64_t)r);
+        left -= row16 * (uint64_t)r;
+        if (q) {
+            const uint64_t s16 = ((uint64_t)r * sc_row + 15) / 16; /* inside the 16-byte padding */
+            pf->p[pf->count] = w + ggx_cuda_qs_bytes(t, rows, cols);
+            pf->n16[pf->count++] = (uint32_t)s16;
+            left = left > s16 ? left - s16 : 0;
+        }
+    }
+    for (int i = 0; i < pf->count; i++) pf->total16 += pf->n16[i];
+    return pf->count > 0;
+}
+
 ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
     ggx_tensor *n = g->nodes[k];
     cudaStream_t s = c->stream;
@@ -667,10 +717,15 @@ ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
             used = 3;
         }
         *consumed = used;
+        /* (ggx_cuda_mv may hand the launch to mmq, which takes no prefetch: only via _ex) */
+        const enum ggx_type wt = m->src[0]->type;
+        const int ntok = (int)t_rows(m->src[1]), cols = (int)t_cols(m->src[0]);
+        ggx_cuda_pf pf;
+        const bool pf_on = (mat.res || !ggx_cuda_mmq_supported(wt, cols, ntok)) && plan_prefetch(c, g, k + used, &pf);
         const ggx_cuda_mv_x xs = {f32p(n->src[0]), f32p(n->src[1]), nullptr,
                                   n->op == GGX_OP_SWIGLU ? GGX_CUDA_X_SWIGLU : GGX_CUDA_X_SIGMOID_MUL, 0.0f,
-                                  nullptr, 0};
-        if (mat.res)
+                                  nullptr, 0, pf_on ? &pf : nullptr};
+        if (mat.res || pf_on)
             GGX_CU_TRY(ggx_cuda_mv_ex(s, m->src[0]->type, &mat, 1, &xs, (int)t_cols(m->src[0]),
                                       (int)t_rows(m->src[1])), "fused mul_mat + add");
         else
@@ -708,7 +763,7 @@ ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
         if (!use_mv(n)) return run_gemm(c, n);
         /* x: the input, or the input of a virtual RMS_NORM (normalized while staged) */
         const int vr = find_vrms(c, n->src[1]);
-        ggx_cuda_mv_x xs = {f32p(n->src[1]), nullptr, nullptr, GGX_CUDA_X_PLAIN, 0.0f, nullptr, 0};
+        ggx_cuda_mv_x xs = {f32p(n->src[1]), nullptr, nullptr, GGX_CUDA_X_PLAIN, 0.0f, nullptr, 0, nullptr};
         const ggx_tensor *xin = n->src[1];
         if (vr >= 0) {
             xs.a = c->vrms[vr].x;
@@ -785,7 +840,11 @@ ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
             }
         }
         *consumed = used;
-        if (xs.mode != GGX_CUDA_X_PLAIN || mats[0].res)
+        ggx_cuda_pf pf;
+        const bool via_ex = xs.mode != GGX_CUDA_X_PLAIN || mats[0].res ||
+                            !ggx_cuda_mmq_supported(n->src[0]->type, t_cols(n->src[0]), (int)t_rows(n->src[1]));
+        if (via_ex && plan_prefetch(c, g, k + used, &pf)) xs.pf = &pf;
+        if (via_ex)
             GGX_CU_TRY(ggx_cuda_mv_ex(s, n->src[0]->type, mats, nm, &xs, (int)t_cols(n->src[0]),
                                       (int)t_rows(n->src[1])), "mul_mat (fused)");
         else
@@ -1209,6 +1268,8 @@ extern "C" ggx_status ggx_backend_cuda_init(const ggx_backend_params *p, ggx_bac
     c->profile = (env = getenv("GGX_CUDA_PROFILE")) && env[0] == '1';
     c->fuse = !((env = getenv("GGX_CUDA_FUSE")) && env[0] == '0');
     c->side = !((env = getenv("GGX_CUDA_SIDE")) && env[0] == '0');
+    c->pf_bytes = (size_t)8192 * 1024;
+    if ((env = getenv("GGX_CUDA_PF_KB"))) c->pf_bytes = (size_t)strtoull(env, nullptr, 10) * 1024;
     c->chunkwise = !((env = getenv("GGX_CUDA_CHUNKWISE")) && env[0] == '0');
     c->emb_host = !((env = getenv("GGX_CUDA_EMB_HOST")) && env[0] == '0');
     if ((env = getenv("GGX_CUDA_INT8_X"))) ggx_cuda_mv_set_int8_x(atoi(env));

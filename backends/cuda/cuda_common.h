@@ -156,6 +156,20 @@ enum {
     GGX_CUDA_X_SIGMOID_MUL = 2, /* x = sigmoid(a) * b */
     GGX_CUDA_X_RMS_NORM = 3     /* x = a / sqrt(mean(a^2) + eps) * c  (c: weight [cols]) */
 };
+/* L2 prefetch of the next launch's weights (decode): byte ranges (16-byte aligned, sizes
+ * multiples of 16) that the blocks of a matvec launch request into L2 with
+ * cp.async.bulk.prefetch once their own weights are read (sm_90; a hint, nothing waits for it).
+ * Why: at batch 1 the DRAM idles between kernels (each launch's start and tail cost ~8-12 us
+ * over its bytes); the next matrix's first rows fetched during this launch's tail are L2 hits
+ * for the next one. The backend picks the ranges (the start of the next group of matrices). */
+#define GGX_CUDA_PF_MAX 8
+typedef struct ggx_cuda_pf {
+    const void *p[GGX_CUDA_PF_MAX];
+    uint32_t n16[GGX_CUDA_PF_MAX]; /* range sizes in 16-byte units */
+    uint32_t total16;
+    int count;
+} ggx_cuda_pf;
+
 /* The activations of a matvec launch (ggx_cuda_mv_ex): a, b [n_tok, cols], c [cols] as the
  * mode needs them. RMS_NORM stages a * c and scales each product by the row's 1/rms at the
  * end (every block sums the squares of the part of the row it stages; split-K blocks combine
@@ -169,6 +183,8 @@ typedef struct ggx_cuda_mv_x {
      * exactly in f32 in the same launch, one block per row (one launch less per layer) */
     const ggx_cuda_mv_mat *side;
     int n_side;
+    /* L2 prefetch for the next launch (NULL: none) */
+    const ggx_cuda_pf *pf;
 } ggx_cuda_mv_x;
 #define GGX_CUDA_MV_MAX_SIDE 2
 #define GGX_CUDA_MV_SIDE_ROWS 64

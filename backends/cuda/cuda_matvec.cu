@@ -56,7 +56,49 @@ struct MvLaunch {
     int sepi[GGX_CUDA_MV_MAX_SIDE];
     float scap[GGX_CUDA_MV_MAX_SIDE];
     const float *sbias[GGX_CUDA_MV_MAX_SIDE];
+    /* L2 prefetch of the next launch's weights: issued by the main blocks of the last wave
+     * (linear block id >= pf_first, over side_block0 x splits) or every block of mvt_kernel's
+     * persistent grid, each a 1 / (blocks) share, once its own weights are read */
+    ggx_cuda_pf pf;
+    int pf_first;
 };
+
+/* this block's share (slot of n_slots) of the prefetch ranges, by one thread; sm_90 only
+ * (cp.async.bulk.prefetch.L2: one instruction per range piece, nothing waits for it) */
+__device__ __forceinline__ void pf_issue(const ggx_cuda_pf &pf, uint32_t slot, uint32_t n_slots) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (pf.count == 0 || slot >= n_slots) return;
+    uint64_t lo = (uint64_t)pf.total16 * slot / n_slots;
+    const uint64_t hi = (uint64_t)pf.total16 * (slot + 1) / n_slots;
+    uint64_t base = 0;
+#pragma unroll 1
+    for (int i = 0; i < pf.count && lo < hi; i++) {
+        const uint64_t end = base + pf.n16[i];
+        if (lo < end) {
+            const uint64_t e = hi < end ? hi : end;
+            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(
+                             static_cast<const uint8_t *>(pf.p[i]) + (lo - base) * 16),
+                         "r"((uint32_t)((e - lo) * 16))
+                         : "memory");
+            lo = e;
+        }
+        base = end;
+    }
+#else
+    (void)pf;
+    (void)slot;
+    (void)n_slots;
+#endif
+}
+
+/* mv_kernel / mvq_kernel: the main blocks of the last wave prefetch (grid x = side_block0 main
+ * blocks then the side rows' blocks, y = splits) */
+__device__ __forceinline__ void mv_prefetch(const MvLaunch &a) {
+    if (threadIdx.x != 0 || a.pf.count == 0) return;
+    const uint32_t lin = blockIdx.y * (uint32_t)a.side_block0 + blockIdx.x;
+    const uint32_t n = gridDim.y * (uint32_t)a.side_block0;
+    if (lin >= (uint32_t)a.pf_first) pf_issue(a.pf, lin - (uint32_t)a.pf_first, n - (uint32_t)a.pf_first);
+}
 
 /* weights per 16-byte chunk */
 template <int T> struct Tr;
@@ -433,6 +475,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32, NT > 2 ? 2 : (T == GGX_TYPE_Q8_
         }
     }
     ggx_pdl_wait(); /* (no-op after the first tile's; split-K scratch is shared state) */
+    mv_prefetch(a);
     mv_finish<MV_RPW, NT>(a, acc, rv, mi, row0, rows, lane, ss);
 }
 
@@ -611,6 +654,7 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32, NT <= 2 ? 3 : 2) mvq_kernel(co
         const int cl = c - ch0; /* chunk within the split */
         mvq_dot<T, R, NT>(q, dw, xq, xs, nes, cl, a.n_tok, acc);
     }
+    mv_prefetch(a);
     mv_finish<R, NT>(a, acc, rv, mi, row0, rows, lane, ss);
 }
 
@@ -773,6 +817,7 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32, 1) mvt_kernel(const MvLaunch a
                 if (lane == r * NT + t && row0 + r < rows && t < a.n_tok)
                     mv_store(a, mi, row0 + r, rows, t, acc[r][t] * inv[t]);
     }
+    if (tid == 0) pf_issue(a.pf, blockIdx.x, gridDim.x);
 #endif
 }
 
@@ -810,6 +855,21 @@ int g_full_blocks_q = 384;
 int g_mvt = 0, g_mvt_ok = 0; /* mode; supported (sm_90, shared memory opt-in done) */
 int g_mvt_smem = 100 * 1024, g_mvt_grid = 264;
 
+int g_n_sm = 0; /* (set by ggx_cuda_mv_init) */
+
+/* the first block of a launch's last wave (main blocks only), by the occupancy of the kernel
+ * (its NT = 1 instantiation stands for the others: the same launch bounds) */
+int pf_first_block(const void *kernel, int n_main, int threads, size_t smem) {
+    /* (a host-side computation, ~1 us; at capture time only when graphs replay the step) */
+    int per_sm = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem) != cudaSuccess || per_sm < 1) {
+        (void)cudaGetLastError();
+        per_sm = 1;
+    }
+    const int resident = per_sm * (g_n_sm > 0 ? g_n_sm : 1);
+    return n_main > resident ? n_main - resident : 0;
+}
+
 /* split K when a launch has too few row blocks to keep every SM streaming (up to 8 ways, in
  * whole warp strides of chunks, at least two strides per split); sets a.cps, returns splits */
 int choose_splits(MvLaunch &a, int n_blocks, int n_chunks, int full) {
@@ -835,6 +895,7 @@ cudaError_t launch_type(cudaStream_t s, MvLaunch &a, int n_blocks) {
     const dim3 grid((unsigned)(n_blocks + a.side_rows),
                      (unsigned)choose_splits(a, n_blocks, a.cols / Tr<T>::W, g_full_blocks));
     a.side_block0 = n_blocks;
+    if (a.pf.count) a.pf_first = pf_first_block((const void *)mv_kernel<T, 1>, n_blocks * (int)grid.y, MV_WARPS * 32, 0);
     if (nt == 1 && a.n_side) GGX_LAUNCH((mv_kernel<T, 1, true>), grid, MV_WARPS * 32, 0, s, a);
     else if (nt == 2 && a.n_side) GGX_LAUNCH((mv_kernel<T, 2, true>), grid, MV_WARPS * 32, 0, s, a);
     else if (nt == 1) GGX_LAUNCH((mv_kernel<T, 1>), grid, MV_WARPS * 32, 0, s, a);
@@ -852,6 +913,7 @@ bool launch_mvq(cudaStream_t s, MvLaunch &a, int n_blocks, int nt_tmpl, cudaErro
     if (smem > (size_t)MVQ_SMEM_MAX) return false;
     const dim3 grid((unsigned)(n_blocks + a.side_rows), (unsigned)splits);
     a.side_block0 = n_blocks;
+    if (a.pf.count) a.pf_first = pf_first_block((const void *)mvq_kernel<T, 1>, n_blocks * splits, MVQ_WARPS * 32, smem);
     *err = [&]() -> cudaError_t {
         if (nt_tmpl == 1 && a.n_side) GGX_LAUNCH((mvq_kernel<T, 1, true>), grid, MVQ_WARPS * 32, smem, s, a);
         else if (nt_tmpl == 2 && a.n_side) GGX_LAUNCH((mvq_kernel<T, 2, true>), grid, MVQ_WARPS * 32, smem, s, a);
@@ -945,6 +1007,7 @@ cudaError_t ggx_cuda_mv_init(void) {
         if (ms && atoi(ms) >= 32768) g_mvt_smem = atoi(ms);
         if (g_mvt_smem > optin - 1024) g_mvt_smem = optin - 1024; /* the static mbarriers */
         g_mvt_grid = mg && atoi(mg) >= 1 ? atoi(mg) : 2 * n_sm;
+        g_n_sm = n_sm;
         g_mvt_ok = mvt_opt_in_all<GGX_TYPE_Q8_0>() == cudaSuccess && mvt_opt_in_all<GGX_TYPE_Q4_0>() == cudaSuccess;
         ggx_cuda_mv_set_tma(mt ? atoi(mt) : 1);
     }
@@ -980,7 +1043,7 @@ cudaError_t ggx_cuda_mv(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *
     if (n_mats < 1 || n_mats > GGX_CUDA_MV_MAX_MATS || n_tok < 1) return cudaErrorInvalidValue;
     if (ggx_cuda_mmq_supported(t, cols, n_tok))
         return ggx_cuda_mmq(s, t, mats, n_mats, x, xb, xmode, cols, n_tok);
-    ggx_cuda_mv_x xs = {x, xb, nullptr, xmode, 0.0f, nullptr, 0};
+    ggx_cuda_mv_x xs = {x, xb, nullptr, xmode, 0.0f, nullptr, 0, nullptr};
     return ggx_cuda_mv_ex(s, t, mats, n_mats, &xs, cols, n_tok);
 }
 
@@ -1028,6 +1091,7 @@ cudaError_t ggx_cuda_mv_ex(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_ma
             a.bias[k] = mats[k].bias;
             a.res[k] = mats[k].res ? mats[k].res + (size_t)t0 * mats[k].rows : nullptr;
         }
+        if (xs->pf && t0 + 8 >= n_tok) a.pf = *xs->pf; /* the last pass: right before the next launch */
         cudaError_t e;
         if (g_mvt && a.n_tok <= 2 && g_int8_x != 0 && (t == GGX_TYPE_Q4_0 || (g_mvt == 2 && t == GGX_TYPE_Q8_0))) {
             bool done;
