@@ -275,6 +275,17 @@ static void test_vs_cpu(const char *path, const char *label) {
         TEST_CHECK_MSG(r <= 5e-2, "%s: cuda vs cpu logits rel diff %g", label, r);
         printf("%s: cuda vs cpu prefill logits rel max diff %.3g, argmax agrees at %d of %d positions\n",
                label, r, agree, (int)n);
+        /* then decode steps (one token: the matvec kernels) on both states */
+        double rs = 0;
+        for (int k = 0; k < 3 && k < n; k++) {
+            ggx_seq da = {sa, ids + k, 1, a, 0}, db = {sb, ids + k, 1, b, 0};
+            TEST_CHECK(ggx_eval(mc, &da, 1) == GGX_OK);
+            TEST_CHECK(ggx_eval(mh, &db, 1) == GGX_OK);
+            const double d = rel_max_diff(a, b, (size_t)V);
+            rs = d > rs ? d : rs;
+        }
+        TEST_CHECK_MSG(rs <= 5e-2, "%s: cuda vs cpu decode-step logits rel diff %g", label, rs);
+        printf("%s: cuda vs cpu decode-step logits rel max diff %.3g (3 steps)\n", label, rs);
         free(a), free(b);
         ggx_state_free(sa), ggx_state_free(sb);
     }
@@ -293,16 +304,18 @@ int main(void) {
     }
     snprintf(g_dir, sizeof g_dir, "%s", test_tmpdir("cuda-model"));
     mkdir(g_dir, 0755);
-    char f32[4096 + 32], bf16[4096 + 32], q8[4096 + 32], q4[4096 + 32];
+    char f32[4096 + 32], bf16[4096 + 32], q8[4096 + 32], q4[4096 + 32], q4x[4096 + 32];
     TEST_CHECK(convert("f32", f32, sizeof f32) == 0);
     TEST_CHECK(convert("bf16", bf16, sizeof bf16) == 0);
     TEST_CHECK(convert("q8_0", q8, sizeof q8) == 0);
     TEST_CHECK(convert("q4_0", q4, sizeof q4) == 0);
+    TEST_CHECK(convert("q4_x", q4x, sizeof q4x) == 0);
     test_reference(f32, "f32", 1);
     test_reference(bf16, "bf16", 0);
     test_batching(f32);
     test_vs_cpu(q8, "q8_0");
     test_vs_cpu(q4, "q4_0");
+    test_vs_cpu(q4x, "q4_x");
     char cmd[8192];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);

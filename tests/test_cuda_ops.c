@@ -477,7 +477,8 @@ static void test_fused_layer(enum ggx_type t, int n) {
         /* f32 paths: f32 rounding only; int8 activations: ~4e-3 per product (gates: a few
          * values, so the worst of them counts) */
         /* bf16 GEMM (bf16 weights from 4 tokens, q8_0/q4_0 above 64): activations rounded to bf16 */
-        const int gemm16 = (t == GGX_TYPE_BF16 && n > 3) || ((t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0) && n > 64);
+        const int gemm16 = (t == GGX_TYPE_BF16 && n > 3) || ((t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0) && n > 64) ||
+                           (t == GGX_TYPE_Q4_X && n > 16);
         const double tol = q8 ? 2e-2 : gemm16 ? 3e-2 : 2e-5;
         TEST_CHECK_MSG(eq <= tol && eg <= (q8 ? 5e-2 : tol) && ex <= tol,
                        "fused layer %s n=%d call %d: rel err q/k %.3g, gates %.3g, x %.3g", ggx_type_name(t), n,
@@ -813,6 +814,17 @@ int main(void) {
         /* bf16 weights take the GEMM path (no fusions) from 4 tokens: 3 for them */
         test_fused_chain(types[ti], types[ti] == GGX_TYPE_BF16 ? 3 : 5);
     }
+    /* q4_x: the exact f32 matvec up to 16 tokens (levels by byte permutes, d sum(L x) + m
+     * sum(x) per block), dequantized to bf16 for the GEMM above; split K (4096 columns) */
+    for (int k = 0; k < 5; k++) test_mul_mat(GGX_TYPE_Q4_X, 77, 352, ns[k]);
+    test_mul_mat(GGX_TYPE_Q4_X, 300, 4096, 1);
+    test_mul_mat(GGX_TYPE_Q4_X, 45, 704, 2);
+    test_get_rows(GGX_TYPE_Q4_X);
+    test_fused_chain(GGX_TYPE_Q4_X, 1);
+    test_fused_chain(GGX_TYPE_Q4_X, 5);
+    test_fused_layer(GGX_TYPE_Q4_X, 1);
+    test_fused_layer(GGX_TYPE_Q4_X, 2);
+    test_fused_layer(GGX_TYPE_Q4_X, 70);
     /* a whole decode layer: 1-2 tokens take the norm / residual fusions, 5 the plain path */
     for (int ti = 0; ti < 5; ti++) {
         test_fused_layer(types[ti], 1);

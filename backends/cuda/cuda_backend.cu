@@ -226,35 +226,43 @@ ggx_status weight_layout(size_t size, enum ggx_type type, int n_dims, const int6
     if (size != want)
         return ggx_fail(GGX_ERR_SHAPE, "cuda weights_map: %zu bytes given, %s [%lld, %lld] needs %zu",
                         size, ggx_type_name(type), (long long)rows, (long long)cols, want);
-    if (type == GGX_TYPE_Q4_X)
-        return ggx_fail(GGX_ERR_UNSUPPORTED, "cuda: weight type q4_x is not supported yet");
-    const bool quant = type == GGX_TYPE_Q8_0 || type == GGX_TYPE_Q4_0;
+    if (type == GGX_TYPE_Q4_X) { /* the kernels' copy of the levels (cuda_common.h) */
+        const uint32_t lw[4] = {GGX_CUDA_Q4X_L0, GGX_CUDA_Q4X_L1, GGX_CUDA_Q4X_L2, GGX_CUDA_Q4X_L3};
+        for (int q = 0; q < 16; q++)
+            if (((lw[q / 4] >> (8 * (q % 4))) & 0xffu) != ggx_q4_x_levels[q])
+                return ggx_fail(GGX_ERR_BACKEND, "cuda: the q4_x level table differs from ggx_q4_x_levels");
+    }
+    const bool quant = ggx_cuda_repacked(type);
     *rows_out = rows;
     *cols_out = cols;
     *dev_bytes = quant ? ggx_cuda_weight_bytes(type, rows, cols) : size;
     return GGX_OK;
 }
 
-/* The device layout of q8_0/q4_0 (cuda_common.h): quants of all blocks first, then all f16
- * scales. These write bytes [off, off + len) of either part from the file's blocks. */
-void repack_quants(uint8_t *buf, const uint8_t *src, size_t off, size_t len, size_t bsz) {
-    const size_t qsz = bsz - 2;
+/* The device layout of q8_0/q4_0/q4_x (cuda_common.h): quants of all blocks first, then all
+ * scales (a block's first hdr bytes: f16 d, for q4_x d and m). These write bytes [off, off +
+ * len) of either part from the file's blocks of bsz bytes (off, len: multiples of the part's
+ * per-block size). */
+void repack_quants(uint8_t *buf, const uint8_t *src, size_t off, size_t len, size_t bsz, size_t hdr) {
+    const size_t qsz = bsz - hdr;
     for (size_t b = off / qsz, e = (off + len) / qsz; b < e; b++)
-        memcpy(buf + (b * qsz - off), src + b * bsz + 2, qsz);
+        memcpy(buf + (b * qsz - off), src + b * bsz + hdr, qsz);
 }
-void repack_scales(uint8_t *buf, const uint8_t *src, size_t off, size_t len, size_t bsz) {
-    for (size_t b = off / 2, e = (off + len) / 2; b < e; b++) memcpy(buf + (b * 2 - off), src + b * bsz, 2);
+void repack_scales(uint8_t *buf, const uint8_t *src, size_t off, size_t len, size_t bsz, size_t hdr) {
+    for (size_t b = off / hdr, e = (off + len) / hdr; b < e; b++) memcpy(buf + (b * hdr - off), src + b * bsz, hdr);
 }
+/* a repacked type's file block size */
+size_t block_bytes(enum ggx_type t) { return ggx_type_traits_of(t)->type_size; }
 
 ggx_status be_weights_map(ggx_backend *be, const void *host_ptr, size_t size, enum ggx_type type,
                           int n_dims, const int64_t *dims, void **out) {
     Ctx *c = ctx_of(be);
     *out = nullptr;
-    int64_t rows, cols;
-    size_t dev_bytes;
+    int64_t rows = 0, cols = 0;
+    size_t dev_bytes = 0;
     ggx_status st = weight_layout(size, type, n_dims, dims, &rows, &cols, &dev_bytes);
     if (st != GGX_OK) return st;
-    const bool quant = type == GGX_TYPE_Q8_0 || type == GGX_TYPE_Q4_0;
+    const bool quant = ggx_cuda_repacked(type);
     void *d = nullptr;
     if ((st = dev_alloc(c, dev_bytes, &d, "weights")) != GGX_OK) return st;
     uint8_t *dst = static_cast<uint8_t *>(d);
@@ -265,13 +273,13 @@ ggx_status be_weights_map(ggx_backend *be, const void *host_ptr, size_t size, en
         });
     } else {
         const size_t nb = (size_t)rows * (size_t)(cols / 32);
-        const size_t bsz = type == GGX_TYPE_Q8_0 ? 34 : 18;
-        st = staged_upload(c, dst, nb * (bsz - 2), [&](uint8_t *buf, size_t off, size_t len) {
-            repack_quants(buf, src, off, len, bsz);
+        const size_t bsz = block_bytes(type), hdr = ggx_cuda_sc_bytes(type);
+        st = staged_upload(c, dst, nb * (bsz - hdr), [&](uint8_t *buf, size_t off, size_t len) {
+            repack_quants(buf, src, off, len, bsz, hdr);
         });
         if (st == GGX_OK)
-            st = staged_upload(c, dst + ggx_cuda_qs_bytes(type, rows, cols), nb * 2,
-                               [&](uint8_t *buf, size_t off, size_t len) { repack_scales(buf, src, off, len, bsz); });
+            st = staged_upload(c, dst + ggx_cuda_qs_bytes(type, rows, cols), nb * hdr,
+                               [&](uint8_t *buf, size_t off, size_t len) { repack_scales(buf, src, off, len, bsz, hdr); });
     }
     if (st == GGX_OK) {
         cudaError_t e = cudaStreamSynchronize(c->stream);
@@ -313,18 +321,18 @@ ggx_status be_weights_map_rows(ggx_backend *be, const void *host_ptr, size_t siz
     Ctx *c = ctx_of(be);
     if (!c->emb_host) return be_weights_map(be, host_ptr, size, type, n_dims, dims, out);
     *out = nullptr;
-    int64_t rows, cols;
-    size_t dev_bytes;
+    int64_t rows = 0, cols = 0;
+    size_t dev_bytes = 0;
     ggx_status st = weight_layout(size, type, n_dims, dims, &rows, &cols, &dev_bytes);
     if (st != GGX_OK) return st;
     void *h = nullptr;
     if ((st = host_alloc(c, dev_bytes, &h, "embedding")) != GGX_OK) return st;
     uint8_t *dst = static_cast<uint8_t *>(h);
     const uint8_t *src = static_cast<const uint8_t *>(host_ptr);
-    if (type == GGX_TYPE_Q8_0 || type == GGX_TYPE_Q4_0) {
-        const size_t nb = (size_t)rows * (size_t)(cols / 32), bsz = type == GGX_TYPE_Q8_0 ? 34 : 18;
-        repack_quants(dst, src, 0, nb * (bsz - 2), bsz);
-        repack_scales(dst + ggx_cuda_qs_bytes(type, rows, cols), src, 0, nb * 2, bsz);
+    if (ggx_cuda_repacked(type)) {
+        const size_t nb = (size_t)rows * (size_t)(cols / 32), bsz = block_bytes(type), hdr = ggx_cuda_sc_bytes(type);
+        repack_quants(dst, src, 0, nb * (bsz - hdr), bsz, hdr);
+        repack_scales(dst + ggx_cuda_qs_bytes(type, rows, cols), src, 0, nb * hdr, bsz, hdr);
     } else {
         memcpy(dst, src, size);
     }
@@ -367,8 +375,7 @@ ggx_status be_synchronize(ggx_backend *be) {
 /* ------------------------------------------------------------------ supports_op */
 
 bool weight_type_ok(enum ggx_type t) {
-    return t == GGX_TYPE_F32 || t == GGX_TYPE_F16 || t == GGX_TYPE_BF16 || t == GGX_TYPE_Q8_0 ||
-           t == GGX_TYPE_Q4_0;
+    return t == GGX_TYPE_F32 || t == GGX_TYPE_F16 || t == GGX_TYPE_BF16 || ggx_cuda_repacked(t);
 }
 
 bool f32_all(const ggx_tensor *n) {
@@ -444,7 +451,7 @@ void gemm_scratch(const ggx_tensor *n, size_t *w_need, size_t *x_need) {
     const enum ggx_type t = n->src[0]->type;
     const size_t wel = (size_t)t_nel(n->src[0]), xel = (size_t)t_nel(n->src[1]);
     if (t == GGX_TYPE_F16) *w_need = wel * 4;
-    else if (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0) *w_need = wel * 2;
+    else if (ggx_cuda_repacked(t)) *w_need = wel * 2;
     if (t != GGX_TYPE_F32 && t != GGX_TYPE_F16) *x_need = xel * 2;
 }
 
@@ -636,7 +643,7 @@ bool fusion_xform_gemm(const Ctx *c, const ggx_graph *g, int k) {
     const ggx_tensor *m = g->nodes[k + 1];
     const enum ggx_type wt = m->src[0] ? m->src[0]->type : GGX_TYPE_F32;
     return m->op == GGX_OP_MUL_MAT && m->src[1] == n && !use_mv(m) && private_to(g, n, m) &&
-           (wt == GGX_TYPE_BF16 || wt == GGX_TYPE_Q8_0 || wt == GGX_TYPE_Q4_0) &&
+           (wt == GGX_TYPE_BF16 || ggx_cuda_repacked(wt)) &&
            t_nel(n->src[1]) == t_nel(n->src[0]);
 }
 
@@ -665,12 +672,12 @@ bool plan_prefetch(const Ctx *c, const ggx_graph *g, int from, ggx_cuda_pf *pf) 
         if (m->src[0]->type != first->src[0]->type) continue; /* (a side matrix: tiny) */
         const enum ggx_type t = m->src[0]->type;
         const int64_t rows = t_rows(m->src[0]), cols = t_cols(m->src[0]);
-        const bool q = t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0;
+        const bool q = ggx_cuda_repacked(t);
         /* bytes per row in 16-byte units of the main range (quants, or the row itself) */
         const size_t row_b = q ? ggx_cuda_qs_bytes(t, 1, cols) : (size_t)cols * ggx_type_traits_of(t)->type_size;
         if (row_b % 16) return pf->count > 0;
         const uint64_t row16 = row_b / 16;
-        const uint64_t sc_row = q ? (uint64_t)(cols / 32) * 2 : 0; /* f16 scales per row */
+        const uint64_t sc_row = q ? (uint64_t)(cols / 32) * ggx_cuda_sc_bytes(t) : 0; /* scale bytes per row */
         int64_t r = (int64_t)(left / (row16 + (sc_row + 15) / 16));
         if (r > rows) r = rows;
         if (r < 1) break;

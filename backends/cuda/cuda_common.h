@@ -11,6 +11,9 @@
  *         of quants aligned (the file's 34-byte blocks are not).
  *   q4_0  repacked: qs [rows, cols/2] (each block's 16 bytes unchanged: element j in the low
  *         nibble of byte j, element j+16 in the high nibble), then the f16 scales [rows, cols/32].
+ *   q4_x  repacked like q4_0 (level indices), then per block the f16 pair {d, m} [rows, cols/32]
+ *         (x = d * ggx_q4_x_levels[q] + m).
+ * Repacked weights carry 16 bytes of padding after the scales (ggx_cuda_weight_bytes).
  */
 #ifndef GGX_CUDA_COMMON_H
 #define GGX_CUDA_COMMON_H
@@ -123,12 +126,35 @@ __device__ __forceinline__ float ggx_cuda_soft_cap_v(float v, float cap) {
     return cap > 0.0f ? cap * tanhf(v / cap) : v;
 }
 
+/* Whether weights of type t are repacked (quants, then per-block scales; see the top). */
+__host__ __device__ static inline bool ggx_cuda_repacked(enum ggx_type t) {
+    return t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0 || t == GGX_TYPE_Q4_X;
+}
+/* Bytes of a block's scale part in the repacked layout (f16 d; q4_x: f16 d and m). */
+__host__ __device__ static inline size_t ggx_cuda_sc_bytes(enum ggx_type t) { return t == GGX_TYPE_Q4_X ? 4 : 2; }
 /* Bytes of the quant part of a repacked weight (the scales follow, 16-byte aligned). */
 __host__ __device__ static inline size_t ggx_cuda_qs_bytes(enum ggx_type t, int64_t rows, int64_t cols) {
     size_t n = (size_t)rows * (size_t)cols;
-    size_t b = t == GGX_TYPE_Q4_0 ? n / 2 : n;
+    size_t b = t == GGX_TYPE_Q4_0 || t == GGX_TYPE_Q4_X ? n / 2 : n;
     return (b + 15) & ~(size_t)15;
 }
+/* The 16 q4_x levels (ggx_q4_x_levels, ggx/quants.c) as bytes of four words: level q is byte
+ * q % 4 of word q / 4. q4x_levels4 maps four level indices (one per byte) to their levels with
+ * two byte permutes. The backend checks these words against the host table at creation. */
+#define GGX_CUDA_Q4X_L0 0x1D140A00u
+#define GGX_CUDA_Q4X_L1 0x3B342D25u
+#define GGX_CUDA_Q4X_L2 0x564F4841u
+#define GGX_CUDA_Q4X_L3 0x7F71675Eu
+#ifdef __CUDACC__
+__device__ __forceinline__ uint32_t ggx_cuda_q4x_levels4(uint32_t q) {
+    const uint32_t t = q & 0x07070707u, x = t | (t >> 4);
+    const uint32_t sel = (x & 0xffu) | ((x >> 8) & 0xff00u); /* byte k's index & 7 in nibble k */
+    const uint32_t lo = __byte_perm(GGX_CUDA_Q4X_L0, GGX_CUDA_Q4X_L1, sel);
+    const uint32_t hi = __byte_perm(GGX_CUDA_Q4X_L2, GGX_CUDA_Q4X_L3, sel);
+    const uint32_t m = ((q >> 3) & 0x01010101u) * 0xffu; /* bytes whose index is >= 8 */
+    return (lo & ~m) | (hi & m);
+}
+#endif
 /* Device bytes of a weight of type t [rows, cols] in the device layout. */
 size_t ggx_cuda_weight_bytes(enum ggx_type t, int64_t rows, int64_t cols);
 

@@ -107,6 +107,7 @@ template <> struct Tr<GGX_TYPE_F16> { static constexpr int W = 8; };
 template <> struct Tr<GGX_TYPE_BF16> { static constexpr int W = 8; };
 template <> struct Tr<GGX_TYPE_Q8_0> { static constexpr int W = 16; };
 template <> struct Tr<GGX_TYPE_Q4_0> { static constexpr int W = 32; };
+template <> struct Tr<GGX_TYPE_Q4_X> { static constexpr int W = 32; };
 
 /* f32 from the byte k of u placed in the mantissa of 2^23: value 2^23 + byte. */
 __device__ __forceinline__ float byte_as_2p23(uint32_t u, int k) {
@@ -159,8 +160,25 @@ __device__ __forceinline__ void decode4<GGX_TYPE_Q4_0>(const uint4 raw, int g, f
     for (int k = 0; k < 4; k++) f[k] = byte_as_2p23(u, k) - 8388616.0f; /* q - 8 */
 }
 
+template <>
+__device__ __forceinline__ void decode4<GGX_TYPE_Q4_X>(const uint4 raw, int g, float *f) {
+    /* level indices like q4_0's nibbles; the levels (0..127) themselves, d and m come later */
+    const uint32_t u = g < 4 ? (word(raw, g) & 0x0F0F0F0Fu) : ((word(raw, g - 4) >> 4) & 0x0F0F0F0Fu);
+    const uint32_t l = ggx_cuda_q4x_levels4(u);
+#pragma unroll
+    for (int k = 0; k < 4; k++) f[k] = byte_as_2p23(l, k) - 8388608.0f; /* 2^23 */
+}
+
 template <int T> __device__ __forceinline__ float chunk_scale(const uint8_t *, int64_t, int64_t) {
     return 1.0f;
+}
+/* q4_x: d and m of the block holding chunk c of row r ({d, m} f16 pairs follow the quants) */
+template <>
+__device__ __forceinline__ float chunk_scale<GGX_TYPE_Q4_X>(const uint8_t *sc, int64_t r_blocks, int64_t c) {
+    return __low2float(reinterpret_cast<const __half2 *>(sc)[r_blocks + c]);
+}
+__device__ __forceinline__ float chunk_min_q4x(const uint8_t *sc, int64_t r_blocks, int64_t c) {
+    return __high2float(reinterpret_cast<const __half2 *>(sc)[r_blocks + c]);
 }
 /* scale of the block holding chunk c of row r (scales follow the quants) */
 template <>
@@ -369,13 +387,15 @@ __device__ __forceinline__ bool mv_side_block(const MvLaunch &a) {
 /* SIDE: the launch has side rows (a separate instantiation: the side branch costs the main path
  * registers) */
 template <int T, int NT, bool SIDE = false>
-__global__ void __launch_bounds__(MV_WARPS * 32, NT > 2 ? 2 : (T == GGX_TYPE_Q8_0 || T == GGX_TYPE_Q4_0) ? 3 : 4)
+__global__ void __launch_bounds__(MV_WARPS * 32, NT > 2 ? 2 : (T == GGX_TYPE_Q8_0 || T == GGX_TYPE_Q4_0 || T == GGX_TYPE_Q4_X) ? 3 : 4)
     mv_kernel(const MvLaunch a) {
     if (SIDE && mv_side_block<NT>(a)) return;
     constexpr int MV_RPW = mv_rpw(NT);
     constexpr int MV_ROWS_PER_BLOCK = MV_WARPS * MV_RPW;
     constexpr int W = Tr<T>::W;
-    constexpr bool QUANT = T == GGX_TYPE_Q8_0 || T == GGX_TYPE_Q4_0;
+    constexpr bool QUANT = T == GGX_TYPE_Q8_0 || T == GGX_TYPE_Q4_0 || T == GGX_TYPE_Q4_X;
+    /* q4_x: x = d L[q] + m, so a block's dot is d sum(L[q] x) + m sum(x) */
+    constexpr bool QX = T == GGX_TYPE_Q4_X;
     /* x is staged in shared memory one K tile at a time (all warps of the block share it; read
      * straight from global memory, lanes 16*W bytes apart would touch 32 cache lines per load).
      * CPL chunks per lane per tile; the tile's x takes NT * TE * 4 <= 32 KB. */
@@ -414,7 +434,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32, NT > 2 ? 2 : (T == GGX_TYPE_Q8_
     for (int tb = ch0 * W; tb < k_end; tb += TE) {
         /* 1. this tile's weights: CPL * RPW independent 16-byte loads in flight */
         uint4 raw[CPL][MV_RPW];
-        float d[CPL][MV_RPW];
+        float d[CPL][MV_RPW], mo[QX ? CPL : 1][QX ? MV_RPW : 1];
         const int cbase = tb / W;
 #pragma unroll
         for (int u = 0; u < CPL; u++) {
@@ -425,6 +445,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32, NT > 2 ? 2 : (T == GGX_TYPE_Q8_
                 const int rr = rv[r] ? row0 + r : (rows - 1);
                 raw[u][r] = __ldcs(reinterpret_cast<const uint4 *>(w + (size_t)rr * row_bytes) + cc);
                 d[u][r] = chunk_scale<T>(sc, (int64_t)rr * blocks_per_row, cc);
+                if constexpr (QX) mo[u][r] = chunk_min_q4x(sc, (int64_t)rr * blocks_per_row, cc);
             }
         }
         /* PDL: the weights above were read while the previous kernel was still running */
@@ -443,11 +464,13 @@ __global__ void __launch_bounds__(MV_WARPS * 32, NT > 2 ? 2 : (T == GGX_TYPE_Q8_
         for (int u = 0; u < CPL; u++) {
             const int cl = 32 * u + lane; /* chunk within the tile */
             if (cbase + cl >= ch1) break;
-            float part[MV_RPW][NT];
+            float part[MV_RPW][NT], px[QX ? NT : 1];
 #pragma unroll
             for (int r = 0; r < MV_RPW; r++)
 #pragma unroll
                 for (int t = 0; t < NT; t++) part[r][t] = 0.0f;
+#pragma unroll
+            for (int t = 0; t < (QX ? NT : 1); t++) px[t] = 0.0f;
 #pragma unroll
             for (int g = 0; g < W / 4; g++) {
                 float f[MV_RPW][4];
@@ -458,6 +481,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32, NT > 2 ? 2 : (T == GGX_TYPE_Q8_
                 for (int t = 0; t < NT; t++) {
                     if (t < a.n_tok) {
                         const float4 xv = xs[t][slot];
+                        if constexpr (QX) px[t] += (xv.x + xv.y) + (xv.z + xv.w);
 #pragma unroll
                         for (int r = 0; r < MV_RPW; r++) {
                             part[r][t] = fmaf(f[r][0], xv.x, part[r][t]);
@@ -471,7 +495,10 @@ __global__ void __launch_bounds__(MV_WARPS * 32, NT > 2 ? 2 : (T == GGX_TYPE_Q8_
 #pragma unroll
             for (int r = 0; r < MV_RPW; r++)
 #pragma unroll
-                for (int t = 0; t < NT; t++) acc[r][t] = fmaf(d[u][r], part[r][t], acc[r][t]);
+                for (int t = 0; t < NT; t++) {
+                    acc[r][t] = fmaf(d[u][r], part[r][t], acc[r][t]);
+                    if constexpr (QX) acc[r][t] = fmaf(mo[u][r], px[t], acc[r][t]);
+                }
         }
     }
     ggx_pdl_wait(); /* (no-op after the first tile's; split-K scratch is shared state) */
@@ -1033,7 +1060,8 @@ bool ggx_cuda_mv_supported(enum ggx_type t, int64_t cols) {
     case GGX_TYPE_F16:
     case GGX_TYPE_BF16: return cols % 8 == 0;
     case GGX_TYPE_Q8_0:
-    case GGX_TYPE_Q4_0: return cols % 32 == 0;
+    case GGX_TYPE_Q4_0:
+    case GGX_TYPE_Q4_X: return cols % 32 == 0;
     default: return false;
     }
 }
@@ -1122,6 +1150,7 @@ cudaError_t ggx_cuda_mv_ex(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_ma
         case GGX_TYPE_BF16: e = launch_type<GGX_TYPE_BF16>(s, a, nb); break;
         case GGX_TYPE_Q8_0: e = launch_type<GGX_TYPE_Q8_0>(s, a, nb); break;
         case GGX_TYPE_Q4_0: e = launch_type<GGX_TYPE_Q4_0>(s, a, nb); break;
+        case GGX_TYPE_Q4_X: e = launch_type<GGX_TYPE_Q4_X>(s, a, nb); break;
         default: return cudaErrorInvalidValue;
         }
         if (e != cudaSuccess) return e;

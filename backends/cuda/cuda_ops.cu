@@ -36,6 +36,14 @@ __device__ __forceinline__ float weight_at(enum ggx_type t, const uint8_t *w, in
         const int q = j < 16 ? (byte & 15) : (byte >> 4);
         return __half2float(sc[r * (cols / 32) + b]) * (float)(q - 8);
     }
+    case GGX_TYPE_Q4_X: {
+        const __half2 dm = reinterpret_cast<const __half2 *>(w + ggx_cuda_qs_bytes(t, rows, cols))[r * (cols / 32) + c / 32];
+        const int64_t b = c / 32, j = c % 32;
+        const uint8_t byte = w[r * (cols / 2) + b * 16 + (j & 15)];
+        const uint32_t q = j < 16 ? (byte & 15u) : (byte >> 4);
+        const float l = (float)(ggx_cuda_q4x_levels4(q) & 0xffu);
+        return fmaf(__low2float(dm), l, __high2float(dm)); /* d * L[q] + m, like the CPU's */
+    }
     default: return __int_as_float(0x7fc00000); /* NaN: never reached (supports_op) */
     }
 }
@@ -154,7 +162,7 @@ __global__ void dequant_kernel(enum ggx_type t, const uint8_t *w, int64_t rows, 
         dst[i] = from_f32<OUT>(weight_at(t, w, rows, cols, i / cols, i % cols));
 }
 
-/* q8_0 / q4_0 to bf16, one thread per 32-block: the prefill path for quantized weights */
+/* q8_0 / q4_0 / q4_x to bf16, one thread per 32-block: the prefill path for quantized weights */
 __global__ void dequant_q_bf16_kernel(enum ggx_type t, const uint8_t *w, int64_t rows,
                                       int64_t cols, __nv_bfloat16 *dst) {
     GGX_PDL_ENTER();
@@ -162,9 +170,26 @@ __global__ void dequant_q_bf16_kernel(enum ggx_type t, const uint8_t *w, int64_t
     const __half *sc = reinterpret_cast<const __half *>(w + ggx_cuda_qs_bytes(t, rows, cols));
     for (int64_t b = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; b < nb;
          b += (int64_t)gridDim.x * blockDim.x) {
-        const float d = __half2float(sc[b]);
+        const float d = __half2float(sc[t == GGX_TYPE_Q4_X ? 2 * b : b]);
         __nv_bfloat162 out[16];
-        if (t == GGX_TYPE_Q8_0) {
+        if (t == GGX_TYPE_Q4_X) {
+            const float m = __half2float(sc[2 * b + 1]);
+            const uint4 r = *reinterpret_cast<const uint4 *>(w + b * 16);
+            const uint32_t wd[4] = {r.x, r.y, r.z, r.w};
+            float f[32];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const uint32_t lo = ggx_cuda_q4x_levels4(wd[i] & 0x0F0F0F0Fu);
+                const uint32_t hi = ggx_cuda_q4x_levels4((wd[i] >> 4) & 0x0F0F0F0Fu);
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    f[4 * i + k] = fmaf(d, (float)((lo >> (8 * k)) & 0xffu), m);      /* element 4i+k */
+                    f[16 + 4 * i + k] = fmaf(d, (float)((hi >> (8 * k)) & 0xffu), m); /* 16+4i+k */
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < 16; j++) out[j] = __floats2bfloat162_rn(f[2 * j], f[2 * j + 1]);
+        } else if (t == GGX_TYPE_Q8_0) {
             const int4 *p = reinterpret_cast<const int4 *>(w + b * 32);
             int4 r0 = p[0], r1 = p[1];
             const int8_t *q0 = reinterpret_cast<const int8_t *>(&r0);
@@ -217,7 +242,7 @@ __global__ void fill_kernel(enum ggx_type t, uint8_t *w, int64_t rows, int64_t c
                             uint64_t seed, float scale) {
     GGX_PDL_ENTER();
     const int64_t n = rows * cols;
-    const size_t qs = (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0) ? ggx_cuda_qs_bytes(t, rows, cols) : 0;
+    const size_t qs = ggx_cuda_repacked(t) ? ggx_cuda_qs_bytes(t, rows, cols) : 0;
     const int64_t nq = t == GGX_TYPE_Q8_0 ? n : n / 2;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x) {
@@ -234,6 +259,13 @@ __global__ void fill_kernel(enum ggx_type t, uint8_t *w, int64_t rows, int64_t c
                     __float2half(scale * (0.5f + 0.5f * fabsf(urand(seed + 1, (uint64_t)i))) /
                                  (t == GGX_TYPE_Q8_0 ? 127.0f : 8.0f));
             break;
+        case GGX_TYPE_Q4_X: /* d ~ scale / 64 (levels 0..127), m ~ -scale: values in about +-scale */
+            if (i < nq) w[i] = (uint8_t)(mix64(seed ^ (uint64_t)i) & 0xff);
+            if (i < n / 32)
+                reinterpret_cast<__half2 *>(w + qs)[i] =
+                    __floats2half2_rn(scale * (0.5f + 0.5f * fabsf(urand(seed + 1, (uint64_t)i))) / 64.0f,
+                                      -scale * (0.5f + 0.5f * fabsf(urand(seed + 2, (uint64_t)i))));
+            break;
         default: break;
         }
     }
@@ -243,8 +275,8 @@ __global__ void fill_kernel(enum ggx_type t, uint8_t *w, int64_t rows, int64_t c
 
 size_t ggx_cuda_weight_bytes(enum ggx_type t, int64_t rows, int64_t cols) {
     /* + 16: mvt_kernel's bulk copies of a row's scales end at the next 16-byte boundary */
-    if (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0)
-        return ggx_cuda_qs_bytes(t, rows, cols) + (size_t)rows * (size_t)(cols / 32) * 2 + 16;
+    if (ggx_cuda_repacked(t))
+        return ggx_cuda_qs_bytes(t, rows, cols) + (size_t)rows * (size_t)(cols / 32) * ggx_cuda_sc_bytes(t) + 16;
     return ggx_row_size(t, cols) * (size_t)rows;
 }
 
@@ -299,7 +331,7 @@ cudaError_t ggx_cuda_dequant(cudaStream_t s, enum ggx_type t, const void *w, int
                              int64_t cols, void *dst, enum ggx_type to) {
     const uint8_t *wb = static_cast<const uint8_t *>(w);
     const int64_t n = rows * cols;
-    if (to == GGX_TYPE_BF16 && (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0)) {
+    if (to == GGX_TYPE_BF16 && ggx_cuda_repacked(t)) {
         GGX_LAUNCH(dequant_q_bf16_kernel, ew_blocks(n / 32), EW_THREADS, 0, s, 
             t, wb, rows, cols, static_cast<__nv_bfloat16 *>(dst));
     } else if (to == GGX_TYPE_BF16) {

@@ -8,7 +8,7 @@
  *   prefill: one graph over T tokens of one sequence, logits of the last position only
  * Build and run: scripts/gpu-check.sh (not part of ctest: benchmarks are not tests).
  *
- *     bench_cuda [--types bf16,q8_0,q4_0] [--decode-batches 1,32] [--prefill 2048,8192]
+ *     bench_cuda [--types bf16,q8_0,q4_0,q4_x] [--decode-batches 1,32] [--prefill 2048,8192]
  *                [--steps N] [--layers L]
  */
 #include "backends/cuda/ggx_cuda.h"
@@ -265,7 +265,7 @@ static void free_states(seq_state *s, int n) {
 static double floor_ms(enum ggx_type t, int B) {
     /* bytes per decode step: every weight but the embedding once + f32 state read and written */
     const double w = 6865424896.0 - 206045184.0;
-    const double bpw = t == GGX_TYPE_BF16 ? 2.0 : t == GGX_TYPE_Q8_0 ? 34.0 / 32 : 18.0 / 32;
+    const double bpw = t == GGX_TYPE_BF16 ? 2.0 : t == GGX_TYPE_Q8_0 ? 34.0 / 32 : t == GGX_TYPE_Q4_X ? 20.0 / 32 : 18.0 / 32;
     const double state = 2.0 * B * n_layers * ((double)NH * DQK * DV + NH * DQK + NH) * 4;
     return (w * bpw * n_layers / 32.0 + state) / 2.944e12 * 1e3;
 }
