@@ -27,6 +27,13 @@ static int int8_x_for(int n) {
     const int mmq8 = !(e1 && e1[0] == '0') && !(e2 && e2[0] == '0') && n >= 3 && n <= 64;
     return m == 1 || (m == 2 && (n <= 2 || mmq8));
 }
+/* the same for weights of type t: q4_x has no mmq kernel (2-16 tokens: the f32 matvec, or
+ * mvq_kernel's int8 x in mode 1; more: the bf16 GEMM) */
+static int int8_x_for_t(enum ggx_type t, int n) {
+    if (t != GGX_TYPE_Q4_X) return (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0) && int8_x_for(n);
+    const int m = ggx_cuda_int8_activations();
+    return (m == 1 && n <= 16) || (m == 2 && n == 1);
+}
 
 static void test_mul_mat(enum ggx_type t, int64_t O, int64_t I, int n) {
     weight w[3];
@@ -49,9 +56,9 @@ static void test_mul_mat(enum ggx_type t, int64_t O, int64_t I, int n) {
     const int gemm = n > 16 || (t == GGX_TYPE_BF16 && n > 3) || (t == GGX_TYPE_F16 && I % 8) ||
                      (t == GGX_TYPE_F32 && I % 4);
     /* bf16 tensor-core GEMMs and int8-activation matvecs (q8_0/q4_0 default): 1e-2 */
-    const int q = t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0;
+    const int q = int8_x_for_t(t, n);
     /* int8 activations: ~4e-3 typical, up to 1.5e-2 measured on a 5-row product */
-    const double tol = (q && int8_x_for(n)) ? 3e-2 :
+    const double tol = q ? 3e-2 :
                        (gemm && t != GGX_TYPE_F32 && t != GGX_TYPE_F16) ? 1e-2 : 1e-5;
     for (int k = 0; k < 3; k++) {
         double *ref = malloc((size_t)(n * Os[k]) * sizeof(double));
@@ -67,7 +74,7 @@ static void test_mul_mat(enum ggx_type t, int64_t O, int64_t I, int n) {
                        ggx_type_name(t), (long long)Os[k], (long long)I, n, k, e, tol);
         if (k == 0) printf("  mul_mat %-5s O=%-5lld I=%-5lld n=%-3d rel err %.2e (%s)\n", ggx_type_name(t),
                            (long long)O, (long long)I, n, e,
-                           gemm ? "gemm" : (q && int8_x_for(n)) ? "matvec, int8 x" : "matvec");
+                           gemm ? "gemm" : q ? "matvec, int8 x" : "matvec");
         free(out);
         free(ref);
     }
@@ -465,7 +472,7 @@ static void test_fused_layer(enum ggx_type t, int n) {
     for (int64_t i = 0; i < n * F; i++) rg[i] = rg[i] * sigm(rg[i]) * ru[i];
     ref_mm(&wd, rg, n, rpo);
     for (size_t i = 0; i < nE; i++) rx[i] += rpo[i];
-    const int q8 = (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0) && int8_x_for(n);
+    const int q8 = int8_x_for_t(t, n);
     for (int call = 0; call < 3; call++) {
         poison(q), poison(k), poison(ig), poison(fg), poison(x3);
         ggx_status st = be->iface.graph_compute(be, &tg.g);
@@ -572,7 +579,7 @@ static void test_fused_chain_(enum ggx_type t, int n) {
         /* bf16 weights with more than 3 tokens take the bf16 GEMM path: three chained bf16
          * products (activations rounded to bf16 each time, swiglu in between) measured 1.4e-2 */
         const double tq = (t == GGX_TYPE_BF16 && n > 3) ? 3e-2 :
-                          ((t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0) && int8_x_for(n)) ? 1e-2 : 1e-5;
+                          int8_x_for_t(t, n) ? 1e-2 : 1e-5;
         /* the gates are 30 small values after three chained products: f32 rounding with
          * cancellation measured up to 1.6e-5 */
         TEST_CHECK_MSG(e1 <= 1e-5 && e2 <= fmax(tq, 5e-5) && e3 <= tq, "fused chain %s n=%d call %d: rel err %.3g %.3g %.3g",
@@ -834,22 +841,23 @@ int main(void) {
     }
     /* q8_0 / q4_0 matvecs again with int8 activations for every token count (mode 1; the
      * default, mode 2, uses them for 1-2 tokens) and with none (mode 0, exact) */
+    const enum ggx_type qt[3] = {GGX_TYPE_Q8_0, GGX_TYPE_Q4_0, GGX_TYPE_Q4_X};
     ggx_cuda_set_int8_activations(0);
-    for (int ti = 3; ti < 5; ti++) {
-        test_mul_mat(types[ti], 77, 352, 1);
-        test_mul_mat(types[ti], 300, 10944, 2);
-        test_fused_layer(types[ti], 1);
+    for (int ti = 0; ti < 3; ti++) {
+        test_mul_mat(qt[ti], 77, 352, 1);
+        test_mul_mat(qt[ti], 300, qt[ti] == GGX_TYPE_Q4_X ? 4096 : 10944, 2);
+        test_fused_layer(qt[ti], 1);
     }
     ggx_cuda_set_int8_activations(1);
-    for (int ti = 3; ti < 5; ti++) {
-        for (int k = 0; k < 4; k++) test_mul_mat(types[ti], 77, 352, ns[k]);
-        if (!san) test_mul_mat(types[ti], 4096, 4096, 1);
-        test_mul_mat(types[ti], 300, 10944, 2);
-        test_mul_mat(types[ti], 70, 4192, 3);
-        test_mul_mat(types[ti], 133, 2112, 1);
-        test_mul_mat(types[ti], 45, 704, 2);
-        test_fused_layer(types[ti], 1);
-        test_fused_layer(types[ti], 2);
+    for (int ti = 0; ti < 3; ti++) { /* (q4_x: mvq_kernel up to 16 tokens) */
+        for (int k = 0; k < 4; k++) test_mul_mat(qt[ti], 77, 352, ns[k]);
+        if (!san && qt[ti] != GGX_TYPE_Q4_X) test_mul_mat(qt[ti], 4096, 4096, 1);
+        test_mul_mat(qt[ti], 300, qt[ti] == GGX_TYPE_Q4_X ? 4096 : 10944, 2);
+        test_mul_mat(qt[ti], 70, 4192, 3);
+        test_mul_mat(qt[ti], 133, 2112, 1);
+        test_mul_mat(qt[ti], 45, 704, 2);
+        test_fused_layer(qt[ti], 1);
+        test_fused_layer(qt[ti], 2);
     }
     ggx_cuda_set_int8_activations(2);
     /* more q8_0/q4_0 matvec sizes on the default kernel: split K with a short last split */

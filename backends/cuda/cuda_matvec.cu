@@ -524,14 +524,21 @@ constexpr int MVQ_WARPS = 8;
 __host__ __device__ constexpr int mvq_rpw(int nt) { return nt <= 2 ? 4 : 2; }
 constexpr int MVQ_SMEM_MAX = 46 * 1024; /* dynamic shared memory per block, under the 48 KB default */
 
+/* a chunk's scale as mvq_load keeps it: d (q8_0, q4_0) or {d, m} (q4_x) */
+template <int T> struct MvqScale { using type = float; };
+template <> struct MvqScale<GGX_TYPE_Q4_X> { using type = float2; };
+
 template <int T, int R>
-__device__ __forceinline__ void mvq_load(uint4 (&raw)[R], float (&d)[R], const uint8_t *w,
+__device__ __forceinline__ void mvq_load(uint4 (&raw)[R], typename MvqScale<T>::type (&d)[R], const uint8_t *w,
                                          const __half *sc, const int (&rr)[R], size_t row_bytes,
                                          int64_t bpr, int c) {
 #pragma unroll
     for (int r = 0; r < R; r++) {
         raw[r] = __ldcs(reinterpret_cast<const uint4 *>(w + (size_t)rr[r] * row_bytes) + c);
-        d[r] = __half2float(sc[(int64_t)rr[r] * bpr + (T == GGX_TYPE_Q4_0 ? c : (c >> 1))]);
+        if constexpr (T == GGX_TYPE_Q4_X)
+            d[r] = __half22float2(reinterpret_cast<const __half2 *>(sc)[(int64_t)rr[r] * bpr + c]);
+        else
+            d[r] = __half2float(sc[(int64_t)rr[r] * bpr + (T == GGX_TYPE_Q4_0 ? c : (c >> 1))]);
     }
 }
 
@@ -572,13 +579,31 @@ __device__ __forceinline__ void mvq_stage_x(const MvLaunch &a, int e0, int ne, i
 /* acc[r][t] += the dot product of chunk cl (of the split) of R rows (quants q, scales dw) with
  * the staged int8 x: 4 (q8_0) or 8 (q4_0) dp4a per row and token */
 template <int T, int R, int NT>
-__device__ __forceinline__ void mvq_dot(const uint4 (&q)[R], const float (&dw)[R], const int4 *xq,
-                                        const float2 *xs, int nes, int cl, int n_tok,
+__device__ __forceinline__ void mvq_dot(const uint4 (&q)[R], const typename MvqScale<T>::type (&dw)[R],
+                                        const int4 *xq, const float2 *xs, int nes, int cl, int n_tok,
                                         float (&acc)[R][NT]) {
 #pragma unroll
     for (int t = 0; t < NT; t++) {
         if (t < n_tok) {
-            if (T != GGX_TYPE_Q4_0) {
+            if constexpr (T == GGX_TYPE_Q4_X) {
+                /* levels L (0..127, so also valid signed bytes) of the low / high nibbles; the
+                 * block's dot is d d_x sum(L q_x) + m d_x sum(q_x), the latter xs.y / 8 */
+                const int4 x0 = xq[t * (nes / 16) + swz(2 * cl)], x1 = xq[t * (nes / 16) + swz(2 * cl + 1)];
+                const float2 xd = xs[t * (nes / 32) + cl];
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    const uint32_t m = 0x0F0F0F0Fu;
+                    int is = __dp4a((int)ggx_cuda_q4x_levels4(q[r].x & m), x0.x, 0);
+                    is = __dp4a((int)ggx_cuda_q4x_levels4(q[r].y & m), x0.y, is);
+                    is = __dp4a((int)ggx_cuda_q4x_levels4(q[r].z & m), x0.z, is);
+                    is = __dp4a((int)ggx_cuda_q4x_levels4(q[r].w & m), x0.w, is);
+                    is = __dp4a((int)ggx_cuda_q4x_levels4((q[r].x >> 4) & m), x1.x, is);
+                    is = __dp4a((int)ggx_cuda_q4x_levels4((q[r].y >> 4) & m), x1.y, is);
+                    is = __dp4a((int)ggx_cuda_q4x_levels4((q[r].z >> 4) & m), x1.z, is);
+                    is = __dp4a((int)ggx_cuda_q4x_levels4((q[r].w >> 4) & m), x1.w, is);
+                    acc[r][t] = fmaf(dw[r].x, xd.x * (float)is, fmaf(dw[r].y, 0.125f * xd.y, acc[r][t]));
+                }
+            } else if (T != GGX_TYPE_Q4_0) {
                 const int4 xv = xq[t * (nes / 16) + swz(cl)];
                 const float dx = xs[t * (nes / 32) + (cl >> 1)].x;
 #pragma unroll
@@ -611,7 +636,7 @@ __device__ __forceinline__ void mvq_dot(const uint4 (&q)[R], const float (&dw)[R
 }
 
 template <int T, int NT, bool SIDE = false>
-__global__ void __launch_bounds__(MVQ_WARPS * 32, NT <= 2 ? 3 : 2) mvq_kernel(const MvLaunch a) {
+__global__ void __launch_bounds__(MVQ_WARPS * 32, NT <= 2 && T != GGX_TYPE_Q4_X ? 3 : 2) mvq_kernel(const MvLaunch a) {
     if (SIDE && mv_side_block<NT>(a)) return;
     constexpr int R = mvq_rpw(NT);
     constexpr int W = Tr<T>::W; /* 16 (q8_0) or 32 (q4_0) weights per chunk */
@@ -646,7 +671,7 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32, NT <= 2 ? 3 : 2) mvq_kernel(co
 
     /* 1. the first chunk of every row, before the PDL wait */
     uint4 raw[R];
-    float d[R];
+    typename MvqScale<T>::type d[R];
     int c = ch0 + lane;
     mvq_load<T, R>(raw, d, w, sc, rr, row_bytes, bpr, c < ch1 ? c : ch1 - 1);
     GGX_PDL_ENTER();
@@ -669,7 +694,7 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32, NT <= 2 ? 3 : 2) mvq_kernel(co
     for (; c - lane < ch1; c += 32) {
         const uint4 *cur = raw;
         uint4 q[R];
-        float dw[R];
+        typename MvqScale<T>::type dw[R];
 #pragma unroll
         for (int r = 0; r < R; r++) {
             q[r] = cur[r];
@@ -1134,10 +1159,14 @@ cudaError_t ggx_cuda_mv_ex(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_ma
                 continue;
             }
         }
-        if ((g_int8_x == 1 || (g_int8_x == 2 && a.n_tok <= 2)) && (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0)) {
+        /* (q4_x: mode 2 at 1 token only; its 2-token kernel needs 2 blocks per SM and was slower
+         * than the f32 one: 7B B=2 6.09 vs 5.61 ms/step) */
+        if ((g_int8_x == 1 || (g_int8_x == 2 && a.n_tok <= (t == GGX_TYPE_Q4_X ? 1 : 2))) &&
+            (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0 || t == GGX_TYPE_Q4_X)) {
             const int nbq = assign_blocks(a, mats, n_mats, MVQ_WARPS * mvq_rpw(nt_tmpl));
-            const bool done = t == GGX_TYPE_Q8_0 ? launch_mvq<GGX_TYPE_Q8_0>(s, a, nbq, nt_tmpl, &e)
-                                                 : launch_mvq<GGX_TYPE_Q4_0>(s, a, nbq, nt_tmpl, &e);
+            const bool done = t == GGX_TYPE_Q8_0   ? launch_mvq<GGX_TYPE_Q8_0>(s, a, nbq, nt_tmpl, &e)
+                              : t == GGX_TYPE_Q4_0 ? launch_mvq<GGX_TYPE_Q4_0>(s, a, nbq, nt_tmpl, &e)
+                                                   : launch_mvq<GGX_TYPE_Q4_X>(s, a, nbq, nt_tmpl, &e);
             if (done) {
                 if (e != cudaSuccess) return e;
                 continue;
