@@ -28,9 +28,9 @@ ggx_status ggx_cuda_fill_random(ggx_backend *be, void *dev, enum ggx_type t, int
 ggx_status ggx_cuda_move_to_host(ggx_backend *be, void **p, size_t n);
 /* Capture-and-replay of repeated graphs as CUDA graphs: on (default) or off. */
 void ggx_cuda_set_graphs(ggx_backend *be, int on);
-/* q8_0/q4_0 decode matvecs: f32 activations (0: the dequantized weights times exact x), int8
- * activations with dp4a (1; ~4e-3 relative error per product, like the CPU backend), or 2 (the
- * default): int8 for 1-2 tokens, where it is faster on the H100, f32 above. Global;
+/* q8_0/q4_0/q4_x decode matvecs: f32 activations (0: the dequantized weights times exact x),
+ * int8 activations with dp4a (1; ~4e-3 relative error per product, like the CPU backend), or 2
+ * (the default): int8 for 1-2 tokens (q4_x: 1), where it is faster on the H100, f32 above. Global;
  * GGX_CUDA_INT8_X=0|1|2 in the environment sets it at backend creation. */
 void ggx_cuda_set_int8_activations(int mode);
 int ggx_cuda_int8_activations(void);
