@@ -869,26 +869,34 @@ int main(void) {
      * mvq_kernel for both (older GPUs, launches mvt cannot tile), then mvt_kernel for both */
     const int mvt_default = ggx_cuda_set_tma_matvec(0);
     TEST_CHECK(ggx_cuda_set_tma_matvec(0) == 0);
-    for (int ti = 3; ti < 5; ti++) {
-        test_mul_mat(types[ti], 77, 352, 1);
-        test_mul_mat(types[ti], 300, 10944, 2);
-        test_mul_mat(types[ti], 133, 2112, 1);
-        test_fused_layer(types[ti], 1);
-        test_fused_layer(types[ti], 2);
+    for (int ti = 0; ti < 3; ti++) {
+        test_mul_mat(qt[ti], 77, 352, 1);
+        test_mul_mat(qt[ti], 300, qt[ti] == GGX_TYPE_Q4_X ? 4096 : 10944, 2);
+        test_mul_mat(qt[ti], 133, 2112, 1);
+        test_fused_layer(qt[ti], 1);
+        test_fused_layer(qt[ti], 2);
     }
     if (ggx_cuda_set_tma_matvec(2) == 2) {
-        printf("mvt_kernel (TMA ring, persistent) for q8_0 and q4_0\n");
-        /* tiles of 16 (q4_0, 4096 columns) or 8 rows; rows not a multiple; 2 tokens; fused */
-        for (int ti = 3; ti < 5; ti++) {
-            test_mul_mat(types[ti], 77, 352, 1);
-            test_mul_mat(types[ti], 300, 10944, 2);
-            test_mul_mat(types[ti], 133, 2112, 1);
-            if (!san) test_mul_mat(types[ti], 4101, 10944, 1);
-            test_mul_mat(types[ti], 29, 8256, 2);
-            test_mul_mat(types[ti], 45, 704, 2);
-            test_fused_layer(types[ti], 1);
-            test_fused_layer(types[ti], 2);
+        printf("mvt_kernel (TMA ring, persistent) for q8_0, q4_0 and q4_x\n");
+        /* tiles of 16 (q4_0, 4096 columns) or 8 rows; rows not a multiple; 2 tokens (q4_x: int8
+         * x at 1 token in the default mode, so its 2-token cases run mv_kernel); fused */
+        for (int ti = 0; ti < 3; ti++) {
+            test_mul_mat(qt[ti], 77, 352, 1);
+            test_mul_mat(qt[ti], 300, qt[ti] == GGX_TYPE_Q4_X ? 4096 : 10944, qt[ti] == GGX_TYPE_Q4_X ? 1 : 2);
+            test_mul_mat(qt[ti], 133, 2112, 1);
+            if (!san && qt[ti] != GGX_TYPE_Q4_X) test_mul_mat(qt[ti], 4101, 10944, 1);
+            test_mul_mat(qt[ti], 29, 8256, 2);
+            test_mul_mat(qt[ti], 45, 704, 2);
+            test_mul_mat(qt[ti], 29, 8256, 1);
+            test_fused_layer(qt[ti], 1);
+            test_fused_layer(qt[ti], 2);
         }
+        /* q4_x through mvt_kernel at 2 tokens: int8 x for every token count */
+        ggx_cuda_set_int8_activations(1);
+        test_mul_mat(GGX_TYPE_Q4_X, 45, 704, 2);
+        test_mul_mat(GGX_TYPE_Q4_X, 300, 4096, 2);
+        test_fused_layer(GGX_TYPE_Q4_X, 2);
+        ggx_cuda_set_int8_activations(2);
     }
     ggx_cuda_set_tma_matvec(mvt_default);
     test_small_allocs();

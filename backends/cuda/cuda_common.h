@@ -233,8 +233,8 @@ cudaError_t ggx_cuda_mv_init(void);
  * for 1-2 tokens on the matvecs and from 3 tokens on mmq (cuda_mmq.cu's mmq8_kernel) */
 void ggx_cuda_mv_set_int8_x(int mode);
 int ggx_cuda_mv_int8_mode(void);
-/* the TMA-fed matvec (mvt_kernel) at 1-2 tokens where supported (sm_90): 0 off, 1 q4_0 (the
- * default; GGX_CUDA_MVT), 2 q4_0 and q8_0; set returns the resulting mode */
+/* the TMA-fed matvec (mvt_kernel) at 1-2 tokens where supported (sm_90): 0 off, 1 q4_0 and
+ * q4_x (the default; GGX_CUDA_MVT), 2 also q8_0; set returns the resulting mode */
 int ggx_cuda_mv_set_tma(int mode);
 int ggx_cuda_mv_tma(void);
 /* int8 activations for every token count (mode 1); mmq reads ggx_cuda_mv_int8_mode() */

@@ -764,7 +764,7 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32, 1) mvt_kernel(const MvLaunch a
     const int n_chunks = cols / W;
     const size_t row_bytes = (size_t)n_chunks * 16;
     const int64_t bpr = cols / 32;
-    const size_t sc_row = (size_t)bpr * 2; /* scale bytes per row */
+    const size_t sc_row = (size_t)bpr * ggx_cuda_sc_bytes((enum ggx_type)T); /* scale bytes per row */
     const int nes = (cols + 127) / 128 * 128; /* x slots: whole swizzle groups */
     int4 *xq = mvq_smem;
     float2 *xs = reinterpret_cast<float2 *>(mvq_smem + (size_t)NT * (nes / 16));
@@ -846,12 +846,15 @@ __global__ void __launch_bounds__(MVQ_WARPS * 32, 1) mvt_kernel(const MvLaunch a
 #pragma unroll 4
         for (int cl = lane; cl < n_chunks; cl += 32) {
             uint4 q[R];
-            float dw[R];
+            typename MvqScale<T>::type dw[R];
 #pragma unroll
             for (int r = 0; r < R; r++) {
                 const int lr = warp * R + r;
                 q[r] = wq[(size_t)lr * n_chunks + cl];
-                dw[r] = __half2float(scs[(size_t)lr * bpr + (Q4 ? cl : cl >> 1)]);
+                if constexpr (T == GGX_TYPE_Q4_X)
+                    dw[r] = __half22float2(reinterpret_cast<const __half2 *>(scs)[(size_t)lr * bpr + cl]);
+                else
+                    dw[r] = __half2float(scs[(size_t)lr * bpr + (Q4 ? cl : cl >> 1)]);
             }
             mvq_dot<T, R, NT>(q, dw, xq, xs, nes, cl, a.n_tok, acc);
         }
@@ -899,7 +902,8 @@ int g_full_blocks = MV_FULL_BLOCKS;  /* ... up to this many (GGX_CUDA_MV_FULL=N,
  * vs 4.20-4.21 (fewer blocks stage x and reduce partial sums) (GGX_CUDA_MVQ_FULL=N) */
 int g_full_blocks_q = 384;
 
-/* mvt_kernel (sm_90) at 1-2 tokens, GGX_CUDA_MVT: 0 off, 1 (default) q4_0, 2 q4_0 and q8_0.
+/* mvt_kernel (sm_90) at 1-2 tokens, GGX_CUDA_MVT: 0 off, 1 (default) the 4-bit types (q4_0, q4_x
+ * where its int8 x applies: 1 token), 2 also q8_0.
  * Measured, 7B batch 1 on the H100 (docs/benchmarks.md, "CUDA decode, session 4"): q4_0 2.70-2.75
  * vs 2.86-2.90 ms/step for mvq_kernel; q8_0 4.11 vs 3.96-4.01 (slower: left to mvq_kernel).
  * g_mvt_smem: shared memory budget per block (GGX_CUDA_MVT_SMEM, bytes); g_mvt_grid: blocks
@@ -1005,7 +1009,7 @@ bool launch_mvt(cudaStream_t s, MvLaunch &a, const ggx_cuda_mv_mat *mats, int n_
     const int cols = a.cols, n_chunks = cols / Tr<T>::W;
     const size_t nes = (size_t)(cols + 127) / 128 * 128;
     const size_t x_bytes = (size_t)NT * (nes + nes / 4);
-    const size_t row_q = (size_t)n_chunks * 16, row_s = (size_t)(cols / 32) * 2;
+    const size_t row_q = (size_t)n_chunks * 16, row_s = (size_t)(cols / 32) * ggx_cuda_sc_bytes((enum ggx_type)T);
     const int R = (16 * (row_q + row_s) + MVT_SC_PAD <= 40 * 1024) ? 2 : 1;
     MvtGeom g;
     g.rb = MVQ_WARPS * R;
@@ -1060,7 +1064,8 @@ cudaError_t ggx_cuda_mv_init(void) {
         if (g_mvt_smem > optin - 1024) g_mvt_smem = optin - 1024; /* the static mbarriers */
         g_mvt_grid = mg && atoi(mg) >= 1 ? atoi(mg) : 2 * n_sm;
         g_n_sm = n_sm;
-        g_mvt_ok = mvt_opt_in_all<GGX_TYPE_Q8_0>() == cudaSuccess && mvt_opt_in_all<GGX_TYPE_Q4_0>() == cudaSuccess;
+        g_mvt_ok = mvt_opt_in_all<GGX_TYPE_Q8_0>() == cudaSuccess && mvt_opt_in_all<GGX_TYPE_Q4_0>() == cudaSuccess &&
+                   mvt_opt_in_all<GGX_TYPE_Q4_X>() == cudaSuccess;
         ggx_cuda_mv_set_tma(mt ? atoi(mt) : 1);
     }
     (void)cudaGetLastError();
@@ -1146,11 +1151,18 @@ cudaError_t ggx_cuda_mv_ex(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_ma
         }
         if (xs->pf && t0 + 8 >= n_tok) a.pf = *xs->pf; /* the last pass: right before the next launch */
         cudaError_t e;
-        if (g_mvt && a.n_tok <= 2 && g_int8_x != 0 && (t == GGX_TYPE_Q4_0 || (g_mvt == 2 && t == GGX_TYPE_Q8_0))) {
+        /* int8 x for this token count (q4_x: mode 2 at 1 token only; its 2-token mvq_kernel
+         * needs 2 blocks per SM and was slower than the f32 one: 7B B=2 6.09 vs 5.61 ms/step) */
+        const bool int8_ok = g_int8_x == 1 || (g_int8_x == 2 && a.n_tok <= (t == GGX_TYPE_Q4_X ? 1 : 2));
+        if (g_mvt && a.n_tok <= 2 && int8_ok &&
+            (t == GGX_TYPE_Q4_0 || t == GGX_TYPE_Q4_X || (g_mvt == 2 && t == GGX_TYPE_Q8_0))) {
             bool done;
             if (t == GGX_TYPE_Q8_0)
                 done = nt_tmpl == 1 ? launch_mvt<GGX_TYPE_Q8_0, 1>(s, a, mats, n_mats, &e)
                                     : launch_mvt<GGX_TYPE_Q8_0, 2>(s, a, mats, n_mats, &e);
+            else if (t == GGX_TYPE_Q4_X)
+                done = nt_tmpl == 1 ? launch_mvt<GGX_TYPE_Q4_X, 1>(s, a, mats, n_mats, &e)
+                                    : launch_mvt<GGX_TYPE_Q4_X, 2>(s, a, mats, n_mats, &e);
             else
                 done = nt_tmpl == 1 ? launch_mvt<GGX_TYPE_Q4_0, 1>(s, a, mats, n_mats, &e)
                                     : launch_mvt<GGX_TYPE_Q4_0, 2>(s, a, mats, n_mats, &e);
@@ -1159,10 +1171,7 @@ cudaError_t ggx_cuda_mv_ex(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_ma
                 continue;
             }
         }
-        /* (q4_x: mode 2 at 1 token only; its 2-token kernel needs 2 blocks per SM and was slower
-         * than the f32 one: 7B B=2 6.09 vs 5.61 ms/step) */
-        if ((g_int8_x == 1 || (g_int8_x == 2 && a.n_tok <= (t == GGX_TYPE_Q4_X ? 1 : 2))) &&
-            (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0 || t == GGX_TYPE_Q4_X)) {
+        if (int8_ok && (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0 || t == GGX_TYPE_Q4_X)) {
             const int nbq = assign_blocks(a, mats, n_mats, MVQ_WARPS * mvq_rpw(nt_tmpl));
             const bool done = t == GGX_TYPE_Q8_0   ? launch_mvq<GGX_TYPE_Q8_0>(s, a, nbq, nt_tmpl, &e)
                               : t == GGX_TYPE_Q4_0 ? launch_mvq<GGX_TYPE_Q4_0>(s, a, nbq, nt_tmpl, &e)

@@ -35,7 +35,7 @@ void ggx_cuda_set_graphs(ggx_backend *be, int on);
 void ggx_cuda_set_int8_activations(int mode);
 int ggx_cuda_int8_activations(void);
 /* The persistent matvec at 1-2 tokens whose weights arrive by TMA bulk copies (sm_90): 0 off, 1
- * for q4_0 weights (the default; GGX_CUDA_MVT=0|1|2 at backend creation), 2 for q4_0 and q8_0.
+ * for q4_0 and q4_x weights (the default; GGX_CUDA_MVT=0|1|2 at backend creation), 2 also q8_0.
  * Returns the resulting mode (0 where unsupported). Global, like the int8 mode. */
 int ggx_cuda_set_tma_matvec(int mode);
 /* Free and total device memory in bytes; peak bytes allocated by this backend so far. */
