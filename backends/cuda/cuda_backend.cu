@@ -696,6 +696,24 @@ bool plan_prefetch(const Ctx *c, const ggx_graph *g, int from, ggx_cuda_pf *pf) 
     return pf->count > 0;
 }
 
+/* A matvec group over xs whose graph nodes end before node `next`. Plain launches (no norm
+ * mode, side rows or residual) go through ggx_cuda_mv, which hands them to mmq where that is
+ * faster; the rest, and every launch that will run the matvec kernels, through ggx_cuda_mv_ex
+ * with the L2 prefetch of the next group's weights (mmq takes none). */
+ggx_status run_mv(Ctx *c, const ggx_graph *g, int next, enum ggx_type t, const ggx_cuda_mv_mat *mats, int nm,
+                  ggx_cuda_mv_x xs, int cols, int n_tok, const char *what) {
+    bool res = false;
+    for (int q = 0; q < nm; q++) res |= mats[q].res != nullptr;
+    if (xs.mode != GGX_CUDA_X_RMS_NORM && xs.n_side == 0 && !res && ggx_cuda_mmq_supported(t, cols, n_tok)) {
+        GGX_CU_TRY(ggx_cuda_mv(c->stream, t, mats, nm, xs.a, xs.b, xs.mode, cols, n_tok), what);
+        return GGX_OK;
+    }
+    ggx_cuda_pf pf;
+    if (plan_prefetch(c, g, next, &pf)) xs.pf = &pf;
+    GGX_CU_TRY(ggx_cuda_mv_ex(c->stream, t, mats, nm, &xs, cols, n_tok), what);
+    return GGX_OK;
+}
+
 ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
     ggx_tensor *n = g->nodes[k];
     cudaStream_t s = c->stream;
@@ -724,21 +742,11 @@ ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
             used = 3;
         }
         *consumed = used;
-        /* (ggx_cuda_mv may hand the launch to mmq, which takes no prefetch: only via _ex) */
-        const enum ggx_type wt = m->src[0]->type;
-        const int ntok = (int)t_rows(m->src[1]), cols = (int)t_cols(m->src[0]);
-        ggx_cuda_pf pf;
-        const bool pf_on = (mat.res || !ggx_cuda_mmq_supported(wt, cols, ntok)) && plan_prefetch(c, g, k + used, &pf);
         const ggx_cuda_mv_x xs = {f32p(n->src[0]), f32p(n->src[1]), nullptr,
                                   n->op == GGX_OP_SWIGLU ? GGX_CUDA_X_SWIGLU : GGX_CUDA_X_SIGMOID_MUL, 0.0f,
-                                  nullptr, 0, pf_on ? &pf : nullptr};
-        if (mat.res || pf_on)
-            GGX_CU_TRY(ggx_cuda_mv_ex(s, m->src[0]->type, &mat, 1, &xs, (int)t_cols(m->src[0]),
-                                      (int)t_rows(m->src[1])), "fused mul_mat + add");
-        else
-            GGX_CU_TRY(ggx_cuda_mv(s, m->src[0]->type, &mat, 1, xs.a, xs.b, xs.mode,
-                                   (int)t_cols(m->src[0]), (int)t_rows(m->src[1])), "fused mul_mat");
-        return GGX_OK;
+                                  nullptr, 0, nullptr};
+        return run_mv(c, g, k + used, m->src[0]->type, &mat, 1, xs, (int)t_cols(m->src[0]),
+                      (int)t_rows(m->src[1]), "fused mul_mat");
     }
     if (n->op == GGX_OP_RMS_NORM && fusion_rms_virtual(c, g, k)) {
         /* nothing to launch: the consuming matvecs normalize x themselves */
@@ -847,17 +855,8 @@ ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
             }
         }
         *consumed = used;
-        ggx_cuda_pf pf;
-        const bool via_ex = xs.mode != GGX_CUDA_X_PLAIN || mats[0].res ||
-                            !ggx_cuda_mmq_supported(n->src[0]->type, t_cols(n->src[0]), (int)t_rows(n->src[1]));
-        if (via_ex && plan_prefetch(c, g, k + used, &pf)) xs.pf = &pf;
-        if (via_ex)
-            GGX_CU_TRY(ggx_cuda_mv_ex(s, n->src[0]->type, mats, nm, &xs, (int)t_cols(n->src[0]),
-                                      (int)t_rows(n->src[1])), "mul_mat (fused)");
-        else
-            GGX_CU_TRY(ggx_cuda_mv(s, n->src[0]->type, mats, nm, xs.a, nullptr, GGX_CUDA_X_PLAIN,
-                                   (int)t_cols(n->src[0]), (int)t_rows(n->src[1])), "mul_mat");
-        return GGX_OK;
+        return run_mv(c, g, k + used, n->src[0]->type, mats, nm, xs, (int)t_cols(n->src[0]),
+                      (int)t_rows(n->src[1]), "mul_mat");
     }
     case GGX_OP_ADD:
     case GGX_OP_MUL:

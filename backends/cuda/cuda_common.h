@@ -140,7 +140,8 @@ __host__ __device__ static inline size_t ggx_cuda_qs_bytes(enum ggx_type t, int6
 }
 /* The 16 q4_x levels (ggx_q4_x_levels, ggx/quants.c) as bytes of four words: level q is byte
  * q % 4 of word q / 4. q4x_levels4 maps four level indices (one per byte) to their levels with
- * two byte permutes. The backend checks these words against the host table at creation. */
+ * two byte permutes. The backend checks these words against the host table whenever it maps
+ * a q4_x weight (cuda_backend.cu, weight_layout). */
 #define GGX_CUDA_Q4X_L0 0x1D140A00u
 #define GGX_CUDA_Q4X_L1 0x3B342D25u
 #define GGX_CUDA_Q4X_L2 0x564F4841u
