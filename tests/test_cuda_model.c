@@ -293,6 +293,55 @@ static void test_vs_cpu(const char *path, const char *label) {
     if (mh) ggx_model_free(mh);
 }
 
+/* the persistent decode kernel (GGX_CUDA_PK=1; batch-1 decode of quantized files) against the
+ * kernels one by one: same int8 arithmetic, sums in another order; prefill, then 6 steps
+ * (eager, capture, replays) */
+static void test_persistent(const char *path, const char *label) {
+    const int prev = ggx_cuda_set_persistent(-1);
+    if (ggx_cuda_set_persistent(1) != 1) {
+        printf("%s: persistent decode kernel not supported here (sm_90), skipped\n", label);
+        return;
+    }
+    int64_t n;
+    const int32_t *ids = ref_get(&g_ref, "p2.ids", &n);
+    enum { STEPS = 6 };
+    float *out[2] = {NULL, NULL};
+    int V = 0;
+    for (int v = 0; v < 2; v++) {
+        /* a model (backend, graph cache) per variant: captured graphs keep the mode they saw */
+        ggx_cuda_set_persistent(v);
+        ggx_model *m = load(path, "cuda");
+        if (!m) break;
+        V = ggx_model_n_vocab(m);
+        out[v] = malloc(sizeof(float) * (size_t)(STEPS + 1) * V);
+        const long long l0 = ggx_cuda_persistent_launches();
+        ggx_state *st;
+        ggx_state_create(m, &st);
+        ggx_seq q = {st, ids, (int)n, out[v], 0};
+        TEST_CHECK(ggx_eval(m, &q, 1) == GGX_OK);
+        for (int k = 0; k < STEPS; k++) {
+            const int32_t tok = ids[k % n];
+            ggx_seq q1 = {st, &tok, 1, out[v] + (size_t)(k + 1) * V, 0};
+            ggx_status rs = ggx_eval(m, &q1, 1);
+            TEST_CHECK_MSG(rs == GGX_OK, "%s decode step %d (persistent %d): %s", label, k, v, ggx_last_error());
+        }
+        /* eager step and capture: two launches at least with it, none without */
+        const long long dl = ggx_cuda_persistent_launches() - l0;
+        TEST_CHECK_MSG(v ? dl >= 2 : dl == 0, "%s: %lld persistent launches with mode %d", label, dl, v);
+        ggx_state_free(st);
+        ggx_model_free(m);
+    }
+    ggx_cuda_set_persistent(prev);
+    if (!out[0] || !out[1]) {
+        free(out[0]), free(out[1]);
+        return;
+    }
+    const double r = rel_max_diff(out[1], out[0], (size_t)(STEPS + 1) * V);
+    TEST_CHECK_MSG(r <= 1e-3, "%s: persistent vs per-kernel decode logits rel diff %g", label, r);
+    printf("%s: persistent decode kernel vs kernels one by one, %d steps: rel max diff %.3g\n", label, STEPS, r);
+    free(out[0]), free(out[1]);
+}
+
 int main(void) {
     if (ggx_cuda_device_count() < 1) {
         printf("test_cuda_model: no CUDA device, skipped\n");
@@ -316,6 +365,9 @@ int main(void) {
     test_vs_cpu(q8, "q8_0");
     test_vs_cpu(q4, "q4_0");
     test_vs_cpu(q4x, "q4_x");
+    test_persistent(q8, "q8_0");
+    test_persistent(q4, "q4_0");
+    test_persistent(q4x, "q4_x");
     char cmd[8192];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);

@@ -779,6 +779,10 @@ int main(void) {
 
     const int rc = cuda_testkit_start("test_cuda_ops");
     if (rc >= 0) return rc;
+    /* the kernels one by one (the persistent decode kernel, off by default, has its own
+     * section at the end) */
+    const int pk_default = ggx_cuda_set_persistent(-1);
+    ggx_cuda_set_persistent(0);
     const enum ggx_type types[5] = {GGX_TYPE_F32, GGX_TYPE_F16, GGX_TYPE_BF16, GGX_TYPE_Q8_0, GGX_TYPE_Q4_0};
     const int ns[5] = {1, 3, 8, 13, 40};
     for (int ti = 0; ti < 5; ti++)
@@ -899,6 +903,36 @@ int main(void) {
         ggx_cuda_set_int8_activations(2);
     }
     ggx_cuda_set_tma_matvec(mvt_default);
+    if (ggx_cuda_set_persistent(1) == 1) {
+        printf("persistent decode kernel (pk_kernel): 1-token graphs of q8_0, q4_0, q4_x products\n");
+        const long long l0 = ggx_cuda_persistent_launches();
+        /* tiles of 8 rows x K parts (10944 columns: 3-4 parts), rows not a multiple of 8, x
+         * staging of up to 10944 columns, side rows and every epilogue (fused layer) */
+        for (int ti = 0; ti < 3; ti++) {
+            test_mul_mat(qt[ti], 77, 352, 1);
+            test_mul_mat(qt[ti], 300, 10944, 1);
+            test_mul_mat(qt[ti], 133, 2112, 1);
+            test_mul_mat(qt[ti], 29, 8256, 1);
+            if (!san) test_mul_mat(qt[ti], 4101, 10944, 1);
+            if (!san) test_mul_mat(qt[ti], 4096, 4096, 1);
+            test_fused_layer(qt[ti], 1);
+        }
+        /* mode 2: the mLSTM items alone (graphs without products), several sequences, awkward
+         * sizes, C misaligned (its L2 prefetch skipped), the head norm and without it */
+        TEST_CHECK(ggx_cuda_set_persistent(2) == 2);
+        test_mlstm_decode_norm(8, 256, 512, 1, 0, 3);
+        test_mlstm_decode_norm(8, 256, 512, 2, 1, 3);
+        test_mlstm_decode_norm(3, 37, 70, 2, 0, 3);
+        test_mlstm_decode_norm(5, 136, 130, 3, 1, 3);
+        test_mlstm_decode_norm(3, 200, 1100, 1, 0, 2);
+        test_mlstm(4, 32, 64, 1, l1, 4);
+        test_mlstm(8, 256, 512, 2, l2, 4);
+        test_mlstm(3, 40, 70, 3, l8, 3);
+        /* (one launch at least per test above: its first, eager run) */
+        TEST_CHECK_MSG(ggx_cuda_persistent_launches() - l0 >= 3 * 5 + 8,
+                       "persistent kernel launches: %lld", ggx_cuda_persistent_launches() - l0);
+    }
+    ggx_cuda_set_persistent(pk_default);
     test_small_allocs();
     test_graph_replay();
     test_errors();

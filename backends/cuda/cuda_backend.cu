@@ -480,6 +480,7 @@ ggx_status ensure_cublas(Ctx *c) {
 /* GEMM n = W X^T. xf: the SWIGLU/SIGMOID_MUL node X is (its f32 result never materialized:
  * the bf16 conversion computes it), or NULL. */
 ggx_status run_gemm(Ctx *c, const ggx_tensor *n, const ggx_tensor *xf = nullptr) {
+    if (g_ggx_pk_pending) GGX_CU_TRY(ggx_cuda_pk_flush(), "persistent kernel"); /* (cuBLAS: not ggx_cuda_launch) */
     ggx_status cst = ensure_cublas(c);
     if (cst != GGX_OK) return cst;
     const ggx_tensor *W = n->src[0], *X = n->src[1];
@@ -979,17 +980,41 @@ bool pdl_for(const ggx_graph *g) {
     return g_pdl_ok && rows <= 64;
 }
 
+/* The persistent decode kernel (cuda_persist.cu; off by default, GGX_CUDA_PK=1) takes the graphs
+ * of one token per product whose matvecs it runs (q8_0, q4_0, q4_x; f32 only as the gates' side
+ * rows): batch-1 decode. Mode 2 (tests) takes every graph of one token per product. */
+bool pk_for(const Ctx *c, const ggx_graph *g) {
+    const int mode = ggx_cuda_pk_mode();
+    if (!mode || c->profile) return false;
+    bool quant = false;
+    for (int k = 0; k < g->n_nodes; k++) {
+        const ggx_tensor *n = g->nodes[k];
+        if (n->op != GGX_OP_MUL_MAT) continue;
+        if (t_rows(n->src[1]) != 1) return false;
+        const enum ggx_type t = n->src[0]->type;
+        if (ggx_cuda_repacked(t)) quant = true;
+        else if (mode == 1 && (t != GGX_TYPE_F32 || t_rows(n->src[0]) > GGX_CUDA_MV_SIDE_ROWS)) return false;
+    }
+    return quant || mode == 2;
+}
+
 ggx_status run_nodes(Ctx *c, ggx_graph *g) {
     c->n_vrms = 0;
     c->xconv_src = nullptr;
     g_ggx_cuda_pdl = pdl_for(g);
     if (c->profile) return run_nodes_profiled(c, g);
+    const bool pk = pk_for(c, g);
+    if (pk) ggx_cuda_pk_begin(c->stream);
     for (int k = 0; k < g->n_nodes;) {
         int used = 1;
         ggx_status st = run_node(c, g, k, &used);
-        if (st != GGX_OK) return ggx_fail_wrap(st, "node %d (%s)", k, g->nodes[k]->name);
+        if (st != GGX_OK) {
+            if (pk) ggx_cuda_pk_end(false);
+            return ggx_fail_wrap(st, "node %d (%s)", k, g->nodes[k]->name);
+        }
         k += used;
     }
+    if (pk) GGX_CU_TRY(ggx_cuda_pk_end(true), "persistent kernel");
     return GGX_OK;
 }
 
@@ -1371,6 +1396,9 @@ extern "C" void ggx_cuda_set_graphs(ggx_backend *be, int on) { ctx_of(be)->graph
 extern "C" void ggx_cuda_set_int8_activations(int mode) { ggx_cuda_mv_set_int8_x(mode); }
 extern "C" int ggx_cuda_int8_activations(void) { return ggx_cuda_mv_int8_mode(); }
 extern "C" int ggx_cuda_set_tma_matvec(int mode) { return ggx_cuda_mv_set_tma(mode); }
+
+extern "C" int ggx_cuda_set_persistent(int mode) { return ggx_cuda_pk_set_mode(mode); }
+extern "C" long long ggx_cuda_persistent_launches(void) { return ggx_cuda_pk_launches(); }
 
 extern "C" ggx_status ggx_cuda_mem_info(ggx_backend *be, size_t *free_b, size_t *total_b, size_t *peak_b) {
     Ctx *c = ctx_of(be);

@@ -71,9 +71,30 @@ __device__ __forceinline__ void ggx_pdl_trigger(void) {
  * GGX_CUDA_PDL != 0) */
 extern bool g_ggx_cuda_pdl;
 
+/* ---- the persistent decode kernel (cuda_persist.cu) ----
+ * While the backend records (ggx_cuda_pk_begin .. ggx_cuda_pk_end, eligible decode graphs),
+ * ggx_cuda_mv_ex and ggx_cuda_mlstm_recurrent hand their launches to ggx_cuda_pk_add_mv /
+ * _mlstm (true: queued, nothing launched) and every other launch through ggx_cuda_launch first
+ * flushes the queue as one pk_kernel launch (g_ggx_pk_pending), so the order never changes. */
+extern int g_ggx_pk_pending;
+int ggx_cuda_pk_init(void);          /* once per process; true where supported (sm_90) */
+int ggx_cuda_pk_set_mode(int mode);  /* 0 off (default), 1 eligible graphs, 2 every 1-token graph */
+int ggx_cuda_pk_mode(void);
+long long ggx_cuda_pk_launches(void); /* launches so far (tests check that it ran) */
+void ggx_cuda_pk_begin(cudaStream_t s);
+cudaError_t ggx_cuda_pk_flush(void);
+cudaError_t ggx_cuda_pk_end(bool run); /* run: flush what is queued; false: drop it (errors) */
+bool ggx_cuda_pk_add_mv(enum ggx_type t, const struct ggx_cuda_mv_mat *mats, int n_mats,
+                        const struct ggx_cuda_mv_x *xs, int cols, int n_tok);
+bool ggx_cuda_pk_add_mlstm(const struct ggx_cuda_mlstm_args *a, const struct ggx_cuda_mlstm_head_norm *hn);
+
 template <typename... KArgs, typename... Args>
 static inline cudaError_t ggx_cuda_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block,
                                           size_t smem, cudaStream_t s, Args... args) {
+    if (g_ggx_pk_pending) {
+        const cudaError_t e = ggx_cuda_pk_flush();
+        if (e != cudaSuccess) return e;
+    }
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;

@@ -784,6 +784,9 @@ cudaError_t ggx_cuda_mlstm_recurrent(cudaStream_t st, const ggx_cuda_mlstm_args 
     const ggx_cuda_mlstm_head_norm hnf = hn ? *hn : ggx_cuda_mlstm_head_norm{nullptr, nullptr, 0.0f};
     if (!ggx_cuda_mlstm_supported(a->dqk, a->dv) || a->n_seqs < 1) return cudaErrorInvalidValue;
     const int var = a->max_len == 1 ? rec_variant() : 0; /* more tokens: mlstm_rec_kernel */
+    /* while the backend records a decode step: an item loop of the persistent kernel (its
+     * arithmetic is mlstm_step_kernel<1, 8, ...>'s) */
+    if (var == 1 && ggx_cuda_pk_add_mlstm(a, hn)) return cudaSuccess;
     if (var == 2 && a->dv % 2 == 0) return launch_step<2, 8, 2>(st, a, hnf);
     if (var != 0) return launch_step<1, 8, 4>(st, a, hnf);
     dim3 grid((unsigned)a->nh, (unsigned)((a->dv + 31) / 32), (unsigned)a->n_seqs);

@@ -38,6 +38,16 @@ int ggx_cuda_int8_activations(void);
  * for q4_0 and q4_x weights (the default; GGX_CUDA_MVT=0|1|2 at backend creation), 2 also q8_0.
  * Returns the resulting mode (0 where unsupported). Global, like the int8 mode. */
 int ggx_cuda_set_tma_matvec(int mode);
+/* The persistent decode kernel (sm_90, experimental): the matvecs and mLSTM steps of a batch-1
+ * decode step (q8_0, q4_0, q4_x weights) as one launch whose weights stream through a TMA ring
+ * across the step's stages. 0 off (the default: slower so far, docs/cuda.md), 1 such graphs, 2
+ * every graph of one token per product (tests). GGX_CUDA_PK=0|1|2 sets it when the first backend
+ * is created. Read when a graph is first run: captured graphs keep the mode they saw. Returns
+ * the resulting mode (0 where unsupported); a negative mode only returns the current one. */
+int ggx_cuda_set_persistent(int mode);
+/* Launches of the persistent kernel so far in this process, eager ones (graph replays are not
+ * counted); tests check that it ran. */
+long long ggx_cuda_persistent_launches(void);
 /* Free and total device memory in bytes; peak bytes allocated by this backend so far. */
 ggx_status ggx_cuda_mem_info(ggx_backend *be, size_t *free_b, size_t *total_b, size_t *peak_b);
 /* Device name (e.g. "NVIDIA H100 80GB HBM3"). */
