@@ -37,10 +37,11 @@
  * Status (session 6, H100, 7B batch 1): correct (tests), but SLOWER than the kernels one by one,
  * so it is off by default (GGX_CUDA_PK=1 or ggx_cuda_set_persistent(1) turn it on): q4_0 3.53 vs
  * 2.65 ms/step, q8_0 4.83 vs 3.73. GGX_CUDA_PK_DIAG (measurement only: wrong results) took it
- * apart (q4_0): without the grid barriers 2.82, also without the mLSTM items 2.52, also without
- * the x staging 1.99, also without the dot products 2.00 ms: the ring alone streams at 68% of the
- * floor (1.36 ms), and every consumer stall (staging, barrier) drains it. docs/cuda.md, "The
- * persistent decode kernel (session 6)".
+ * apart (q4_0): without the grid barriers 2.76, also without the mLSTM items 2.49, also without
+ * the x staging and the dot products 1.89 ms: the ring alone streams at 72% of the floor (1.36
+ * ms; a plain TMA ring reads 3.1 TB/s on the same card: tests/bench/bench_stream_cuda.cu), and
+ * every consumer stall (staging, barrier) drains it. docs/cuda.md, "The persistent decode
+ * kernel".
  */
 #include "cuda_common.h"
 #include "cuda_mv_dev.cuh"
@@ -58,7 +59,6 @@ constexpr int PK_THREADS = PK_CTHREADS + 32;
 constexpr int PK_SLOTS = 8;
 constexpr int PK_TILE_MAX = 24 * 1024; /* bytes of one tile in the ring */
 constexpr int PK_MAX_DQK = PK_CTHREADS; /* one n element per thread, 32 rows of C per warp */
-constexpr int PK_RPT = PK_MAX_DQK / PK_CWARPS;
 constexpr int PK_MAX_COLS = 16384;     /* x staged whole (int8 + scales) */
 constexpr int PK_MAX_TABLES = 64;      /* distinct stage tables kept (never freed: graphs use them) */
 
@@ -92,10 +92,27 @@ struct PkMlSmem {
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 
-__device__ __forceinline__ uint64_t ring_place(uint64_t L, uint32_t size, uint32_t ring) {
-    const uint64_t p = L % ring;
-    return p + size > ring ? L + (ring - p) : L;
-}
+constexpr int PK_RPT = PK_MAX_DQK / PK_CWARPS; /* rows of C per warp in an mLSTM item */
+
+/* A position in the byte ring: linear (L, for the space check) and its offset in the ring.
+ * place() moves to where a tile of `size` bytes goes (the ring's start when it would not fit
+ * before the end), advance() past it. The producer and every consumer walk the same sequence
+ * of tiles, so they compute the same places. */
+struct PkRing {
+    uint64_t L;
+    uint32_t off;
+    __device__ __forceinline__ void place(uint32_t size, uint32_t ring) {
+        if (off + size > ring) {
+            L += ring - off;
+            off = 0;
+        }
+    }
+    __device__ __forceinline__ void advance(uint32_t size, uint32_t ring) {
+        L += size;
+        off += size;
+        if (off == ring) off = 0;
+    }
+};
 
 /* the consumer warps' barrier (named barrier 1: the producer warp never joins) */
 __device__ __forceinline__ void pk_bar(void) { asm volatile("bar.sync 1, %0;" ::"n"(PK_CTHREADS) : "memory"); }
@@ -128,84 +145,82 @@ __device__ __forceinline__ void pk_copy(uint8_t *d, const uint8_t *src, uint32_t
                  : "memory");
 }
 
-/* tile (row group rg, K part kp) of stage m into dst, completing mbarrier bar: whole rows are
- * one range of quants and one of scales (from the 16-byte boundary below their start to the one
- * above their end: weight buffers carry 16 bytes of padding), a K part one of each per row */
-template <int T>
-__device__ __forceinline__ void pk_issue(const PkMv &m, int rg, int kp, uint8_t *dst, uint32_t bar) {
-    constexpr int W = Tr<T>::W;
-    const MvLaunch &a = m.a;
-    int mi = 0;
-    while (mi + 1 < a.n_mats && rg >= a.block_start[mi + 1]) mi++;
-    const int rows = a.rows[mi], cols = a.cols, n_chunks = cols / W;
-    const int r0 = (rg - a.block_start[mi]) * 8;
-    const int nr = rows - r0 < 8 ? rows - r0 : 8;
-    const size_t row_q = (size_t)n_chunks * 16;
-    const size_t scb = ggx_cuda_sc_bytes((enum ggx_type)T), sc_row = (size_t)(cols / 32) * scb;
-    const uint8_t *w = a.w[mi];
-    const uint8_t *sc = w + ggx_cuda_qs_bytes((enum ggx_type)T, rows, cols);
-    if (m.kparts == 1) {
-        const size_t s0 = (size_t)r0 * sc_row, a0 = s0 & ~(size_t)15;
-        const size_t a1 = (s0 + (size_t)nr * sc_row + 15) & ~(size_t)15;
-        const uint32_t qn = (uint32_t)((size_t)nr * row_q), sn = (uint32_t)(a1 - a0);
-        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(qn + sn) : "memory");
-        pk_copy(dst, w + (size_t)r0 * row_q, qn, bar);
-        pk_copy(dst + (size_t)8 * m.seg_q, sc + a0, sn, bar);
-    } else {
-        const int kc0 = kp * m.kseg, kc1 = kc0 + m.kseg < n_chunks ? kc0 + m.kseg : n_chunks;
-        const uint32_t qb = (uint32_t)(kc1 - kc0) * 16;
-        const size_t b0 = (size_t)kc0 * W / 32, nb = (size_t)(kc1 - kc0) * W / 32;
-        uint32_t total = 0;
-        for (int r = 0; r < nr; r++) {
-            const size_t s0 = (size_t)(r0 + r) * sc_row + b0 * scb;
-            total += qb + (uint32_t)(((s0 + nb * scb + 15) & ~(size_t)15) - (s0 & ~(size_t)15));
-        }
-        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(total) : "memory");
-        for (int r = 0; r < nr; r++) {
-            const size_t s0 = (size_t)(r0 + r) * sc_row + b0 * scb;
-            const size_t a0 = s0 & ~(size_t)15, a1 = (s0 + nb * scb + 15) & ~(size_t)15;
-            pk_copy(dst + (size_t)r * m.seg_q, w + (size_t)(r0 + r) * row_q + (size_t)kc0 * 16, qb, bar);
-            pk_copy(dst + (size_t)8 * m.seg_q + (size_t)r * m.seg_s, sc + a0, (uint32_t)(a1 - a0), bar);
-        }
-    }
-}
-
-/* The producer (lane 0 of the producer warp): this block's tiles in order (stage s, row
- * group rg = b, b + G, ..., K part kp), each placed at the next linear ring position that fits
- * (skipping the ring's end), once the tiles occupying its bytes (and its slot's previous tile)
- * are consumed. */
+/* The producer (lane 0 of the producer warp): this block's tiles in order (stage, row group rg
+ * = b, b + G, ..., K part kp), each at the next ring place, once the tiles occupying its bytes
+ * (and its slot's previous tile) are consumed. A tile of whole rows is one copy of quants and one
+ * of scales (from the 16-byte boundary below their start to the one above their end: weight
+ * buffers carry 16 bytes of padding); a K part one of each per row. Everything per stage and per
+ * matrix is read once (this thread's latency paces the ring). */
 __device__ void pk_producer(const PkStage *st, int n_st, uint8_t *ring, uint32_t ring_bytes, uint64_t *full,
                             uint64_t *empty) {
-    int s = 0, rg = (int)blockIdx.x, kp = 0;
+    const int G = (int)gridDim.x;
     uint32_t n = 0, cons = 0;
-    uint64_t L = 0, tail = 0;
+    uint64_t tail = 0;
+    PkRing pos = {0ull, 0u};
     uint64_t ends[PK_SLOTS]; /* linear ring end of tile k at k % PK_SLOTS */
-    for (;;) {
-        while (s < n_st && (st[s].kind != 0 || rg >= st[s].mv.n_rg)) {
-            s++;
-            rg = (int)blockIdx.x;
-            kp = 0;
-        }
-        if (s >= n_st) return;
+    for (int s = 0; s < n_st; s++) {
+        if (st[s].kind != 0) continue;
         const PkMv &m = st[s].mv;
-        const uint32_t size = (uint32_t)m.tile_bytes;
-        const uint64_t Lp = ring_place(L, size, ring_bytes);
-        while (n - cons >= (uint32_t)PK_SLOTS || (cons < n && Lp + size - tail > ring_bytes)) {
-            pk_wait(&empty[cons % PK_SLOTS], (cons / PK_SLOTS) & 1u);
-            tail = ends[cons % PK_SLOTS];
-            cons++;
-        }
-        uint8_t *dst = ring + Lp % ring_bytes;
-        const uint32_t bar = smem_addr(&full[n % PK_SLOTS]);
-        if (m.type == GGX_TYPE_Q4_0) pk_issue<GGX_TYPE_Q4_0>(m, rg, kp, dst, bar);
-        else if (m.type == GGX_TYPE_Q8_0) pk_issue<GGX_TYPE_Q8_0>(m, rg, kp, dst, bar);
-        else pk_issue<GGX_TYPE_Q4_X>(m, rg, kp, dst, bar);
-        ends[n % PK_SLOTS] = Lp + size;
-        L = Lp + size;
-        n++;
-        if (++kp == m.kparts) {
-            kp = 0;
-            rg += (int)gridDim.x;
+        const MvLaunch &a = m.a;
+        const int n_rg = m.n_rg;
+        if ((int)blockIdx.x >= n_rg) continue;
+        const int kparts = m.kparts, kseg = m.kseg, n_mats = a.n_mats, cols = a.cols;
+        const uint32_t size = (uint32_t)m.tile_bytes, seg_q = (uint32_t)m.seg_q, seg_s = (uint32_t)m.seg_s;
+        const enum ggx_type t = (enum ggx_type)m.type;
+        const int W = t == GGX_TYPE_Q8_0 ? 16 : 32;
+        const int n_chunks = cols / W;
+        const size_t row_q = (size_t)n_chunks * 16, scb = ggx_cuda_sc_bytes(t), sc_row = (size_t)(cols / 32) * scb;
+        int mi = -1, mi_end = 0, mi_start = 0, rows = 0;
+        const uint8_t *w = nullptr, *sc = nullptr;
+        for (int rg = (int)blockIdx.x; rg < n_rg; rg += G) {
+            while (rg >= mi_end && mi + 1 < n_mats) {
+                mi++;
+                mi_start = a.block_start[mi];
+                mi_end = a.block_start[mi + 1];
+                rows = a.rows[mi];
+                w = a.w[mi];
+                sc = w + ggx_cuda_qs_bytes(t, rows, cols);
+            }
+            const int r0 = (rg - mi_start) * 8, nr = rows - r0 < 8 ? rows - r0 : 8;
+            for (int kp = 0; kp < kparts; kp++) {
+                pos.place(size, ring_bytes);
+                while (n - cons >= (uint32_t)PK_SLOTS || (cons < n && pos.L + size - tail > ring_bytes)) {
+                    pk_wait(&empty[cons % PK_SLOTS], (cons / PK_SLOTS) & 1u);
+                    tail = ends[cons % PK_SLOTS];
+                    cons++;
+                }
+                uint8_t *dst = ring + pos.off;
+                const uint32_t bar = smem_addr(&full[n % PK_SLOTS]);
+                if (kparts == 1) {
+                    const size_t s0 = (size_t)r0 * sc_row, a0 = s0 & ~(size_t)15;
+                    const size_t a1 = (s0 + (size_t)nr * sc_row + 15) & ~(size_t)15;
+                    const uint32_t qn = (uint32_t)((size_t)nr * row_q), sn = (uint32_t)(a1 - a0);
+                    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(qn + sn)
+                                 : "memory");
+                    pk_copy(dst, w + (size_t)r0 * row_q, qn, bar);
+                    pk_copy(dst + (size_t)8 * seg_q, sc + a0, sn, bar);
+                } else {
+                    const int kc0 = kp * kseg, kc1 = kc0 + kseg < n_chunks ? kc0 + kseg : n_chunks;
+                    const uint32_t qb = (uint32_t)(kc1 - kc0) * 16;
+                    const size_t b0 = (size_t)kc0 * W / 32, nb = (size_t)(kc1 - kc0) * W / 32;
+                    uint32_t total = 0;
+                    for (int r = 0; r < nr; r++) {
+                        const size_t s0 = (size_t)(r0 + r) * sc_row + b0 * scb;
+                        total += qb + (uint32_t)(((s0 + nb * scb + 15) & ~(size_t)15) - (s0 & ~(size_t)15));
+                    }
+                    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(total)
+                                 : "memory");
+                    for (int r = 0; r < nr; r++) {
+                        const size_t s0 = (size_t)(r0 + r) * sc_row + b0 * scb;
+                        const size_t a0 = s0 & ~(size_t)15, a1 = (s0 + nb * scb + 15) & ~(size_t)15;
+                        pk_copy(dst + (size_t)r * seg_q, w + (size_t)(r0 + r) * row_q + (size_t)kc0 * 16, qb, bar);
+                        pk_copy(dst + (size_t)8 * seg_q + (size_t)r * seg_s, sc + a0, (uint32_t)(a1 - a0), bar);
+                    }
+                }
+                ends[n % PK_SLOTS] = pos.L + size;
+                pos.advance(size, ring_bytes);
+                n++;
+            }
         }
     }
 }
@@ -303,10 +318,10 @@ __device__ __forceinline__ void pk_side_row(const MvLaunch &a, int r) {
     }
 }
 
-/* the consumer state every consumer thread keeps: tiles consumed, linear ring end of the last */
+/* the consumer state every consumer thread keeps: tiles consumed, the ring position after them */
 struct PkCons {
     uint32_t n;
-    uint64_t L;
+    PkRing pos;
 };
 
 /* one matvec stage's tiles (1 token) */
@@ -328,8 +343,8 @@ __device__ __forceinline__ void pk_mv_tiles(const PkMv &m, const float inv, cons
         const int r0 = (rg - a.block_start[mi]) * 8, row = r0 + warp;
         float acc[1][1] = {{0.0f}};
         for (int kp = 0; kp < m.kparts; kp++) {
-            const uint64_t L = ring_place(c.L, size, ring_bytes);
-            const uint8_t *tile = ring + L % ring_bytes;
+            c.pos.place(size, ring_bytes);
+            const uint8_t *tile = ring + c.pos.off;
             pk_wait(&full[c.n % PK_SLOTS], (c.n / PK_SLOTS) & 1u);
             const int kc0 = kp * m.kseg, kc1 = kc0 + m.kseg < n_chunks ? kc0 + m.kseg : n_chunks;
             if (row < rows && !(diag & 4)) {
@@ -357,7 +372,7 @@ __device__ __forceinline__ void pk_mv_tiles(const PkMv &m, const float inv, cons
             if (lane == 0) /* this warp is done with the tile */
                 asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(&empty[c.n % PK_SLOTS]))
                              : "memory");
-            c.L = L + size;
+            c.pos.advance(size, ring_bytes);
             c.n++;
         }
         const float v = warp_sum(acc[0][0]);
@@ -530,7 +545,7 @@ __global__ void __launch_bounds__(PK_THREADS, 2)
     }
     GGX_PDL_ENTER();
     unsigned target = 0;
-    PkCons c = {0u, 0ull};
+    PkCons c = {0u, {0ull, 0u}};
     for (int s = 0; s < n_st; s++) {
         if (s > 0 && !(diag & 1)) pk_grid_sync(bar, target);
         const PkStage &S = st[s];
@@ -736,7 +751,7 @@ bool ggx_cuda_pk_add_mv(enum ggx_type t, const ggx_cuda_mv_mat *mats, int n_mats
      * q8_0 chunks) */
     const size_t whole = (size_t)8 * ((size_t)n_chunks * 16 + (size_t)(cols / 32) * scb + 16);
     int kparts = (int)((whole + g_pk.tile_limit - 1) / g_pk.tile_limit);
-    int kseg = n_chunks; /* whole rows: one range per tile (pk_issue) */
+    int kseg = n_chunks; /* whole rows: one range per tile (pk_producer) */
     if (kparts > 1) {
         kseg = (n_chunks + kparts - 1) / kparts;
         kseg = (kseg + 1) & ~1;
