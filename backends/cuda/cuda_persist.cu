@@ -35,8 +35,8 @@
  * barrier 1, never with __syncthreads.
  *
  * Status (session 6, H100, 7B batch 1): correct (tests), but SLOWER than the kernels one by one,
- * so it is off by default (GGX_CUDA_PK=1 or ggx_cuda_set_persistent(1) turn it on): q4_0 3.53 vs
- * 2.65 ms/step, q8_0 4.83 vs 3.73. GGX_CUDA_PK_DIAG (measurement only: wrong results) took it
+ * so it is off by default (GGX_CUDA_PK=1 or ggx_cuda_set_persistent(1) turn it on): q4_0 3.48 vs
+ * 2.74 ms/step, q8_0 4.74 vs 3.82 (same machine). GGX_CUDA_PK_DIAG (measurement only: wrong results) took it
  * apart (q4_0): without the grid barriers 2.76, also without the mLSTM items 2.49, also without
  * the x staging and the dot products 1.89 ms: the ring alone streams at 72% of the floor (1.36
  * ms; a plain TMA ring reads 3.1 TB/s on the same card: tests/bench/bench_stream_cuda.cu), and
@@ -137,6 +137,22 @@ __device__ __forceinline__ void pk_wait(uint64_t *bar, uint32_t par) {
                  : "memory");
 }
 
+/* which matrix of a stage a block's row groups (increasing) fall in: at() moves on and says
+ * whether the matrix changed (its fields are then read again) */
+struct PkMatCursor {
+    int mi = -1, start = 0, end = 0;
+    __device__ __forceinline__ bool at(const MvLaunch &a, int rg) {
+        bool moved = false;
+        while (rg >= end && mi + 1 < a.n_mats) {
+            mi++;
+            start = a.block_start[mi];
+            end = a.block_start[mi + 1];
+            moved = true;
+        }
+        return moved;
+    }
+};
+
 /* one range of a tile by one TMA bulk copy */
 __device__ __forceinline__ void pk_copy(uint8_t *d, const uint8_t *src, uint32_t n, uint32_t bar) {
     asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
@@ -164,24 +180,22 @@ __device__ void pk_producer(const PkStage *st, int n_st, uint8_t *ring, uint32_t
         const MvLaunch &a = m.a;
         const int n_rg = m.n_rg;
         if ((int)blockIdx.x >= n_rg) continue;
-        const int kparts = m.kparts, kseg = m.kseg, n_mats = a.n_mats, cols = a.cols;
+        const int kparts = m.kparts, kseg = m.kseg, cols = a.cols;
         const uint32_t size = (uint32_t)m.tile_bytes, seg_q = (uint32_t)m.seg_q, seg_s = (uint32_t)m.seg_s;
         const enum ggx_type t = (enum ggx_type)m.type;
         const int W = t == GGX_TYPE_Q8_0 ? 16 : 32;
         const int n_chunks = cols / W;
         const size_t row_q = (size_t)n_chunks * 16, scb = ggx_cuda_sc_bytes(t), sc_row = (size_t)(cols / 32) * scb;
-        int mi = -1, mi_end = 0, mi_start = 0, rows = 0;
+        PkMatCursor mc;
+        int rows = 0;
         const uint8_t *w = nullptr, *sc = nullptr;
         for (int rg = (int)blockIdx.x; rg < n_rg; rg += G) {
-            while (rg >= mi_end && mi + 1 < n_mats) {
-                mi++;
-                mi_start = a.block_start[mi];
-                mi_end = a.block_start[mi + 1];
-                rows = a.rows[mi];
-                w = a.w[mi];
+            if (mc.at(a, rg)) {
+                rows = a.rows[mc.mi];
+                w = a.w[mc.mi];
                 sc = w + ggx_cuda_qs_bytes(t, rows, cols);
             }
-            const int r0 = (rg - mi_start) * 8, nr = rows - r0 < 8 ? rows - r0 : 8;
+            const int r0 = (rg - mc.start) * 8, nr = rows - r0 < 8 ? rows - r0 : 8;
             for (int kp = 0; kp < kparts; kp++) {
                 pos.place(size, ring_bytes);
                 while (n - cons >= (uint32_t)PK_SLOTS || (cons < n && pos.L + size - tail > ring_bytes)) {
@@ -324,7 +338,9 @@ struct PkCons {
     PkRing pos;
 };
 
-/* one matvec stage's tiles (1 token) */
+/* one matvec stage's tiles (1 token). The stage's fields are read into registers once (stores
+ * through y could alias the table for the compiler), and each row group's epilogue operands
+ * (residual, bias) are loaded before its tiles are waited for, so their L2 latency overlaps. */
 template <int T>
 __device__ __forceinline__ void pk_mv_tiles(const PkMv &m, const float inv, const int4 *xq, const float2 *xs,
                                             uint8_t *ring, uint32_t ring_bytes, uint64_t *full, uint64_t *empty,
@@ -334,26 +350,42 @@ __device__ __forceinline__ void pk_mv_tiles(const PkMv &m, const float inv, cons
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int G = (int)gridDim.x;
     const int cols = a.cols, n_chunks = cols / W;
+    const int n_rg = m.n_rg, kparts = m.kparts, kseg = m.kseg, nes = m.nes;
+    const size_t seg_q = (size_t)m.seg_q, seg_s = (size_t)m.seg_s;
     const size_t scb = ggx_cuda_sc_bytes((enum ggx_type)T), sc_row = (size_t)(cols / 32) * scb;
     const uint32_t size = (uint32_t)m.tile_bytes;
-    for (int rg = (int)blockIdx.x; rg < m.n_rg; rg += G) {
-        int mi = 0;
-        while (mi + 1 < a.n_mats && rg >= a.block_start[mi + 1]) mi++;
-        const int rows = a.rows[mi];
-        const int r0 = (rg - a.block_start[mi]) * 8, row = r0 + warp;
+    PkMatCursor mc;
+    int rows = 0, epi = 0;
+    float cap = 0.0f, *y = nullptr;
+    const float *res = nullptr, *bias = nullptr;
+    for (int rg = (int)blockIdx.x; rg < n_rg; rg += G) {
+        if (mc.at(a, rg)) {
+            rows = a.rows[mc.mi];
+            epi = a.epi[mc.mi];
+            cap = a.cap[mc.mi];
+            y = a.y[mc.mi];
+            res = a.res[mc.mi];
+            bias = a.bias[mc.mi];
+        }
+        const int r0 = (rg - mc.start) * 8, row = r0 + warp;
+        float add = 0.0f, badd = 0.0f; /* residual and bias of this warp's row (lane 0) */
+        if (lane == 0 && row < rows) {
+            if (res) add = __ldcg(res + row);
+            if (epi && bias) badd = bias[row];
+        }
         float acc[1][1] = {{0.0f}};
-        for (int kp = 0; kp < m.kparts; kp++) {
+        for (int kp = 0; kp < kparts; kp++) {
             c.pos.place(size, ring_bytes);
             const uint8_t *tile = ring + c.pos.off;
             pk_wait(&full[c.n % PK_SLOTS], (c.n / PK_SLOTS) & 1u);
-            const int kc0 = kp * m.kseg, kc1 = kc0 + m.kseg < n_chunks ? kc0 + m.kseg : n_chunks;
+            const int kc0 = kp * kseg, kc1 = kc0 + kseg < n_chunks ? kc0 + kseg : n_chunks;
             if (row < rows && !(diag & 4)) {
-                const uint4 *wq = reinterpret_cast<const uint4 *>(tile + (size_t)warp * m.seg_q);
+                const uint4 *wq = reinterpret_cast<const uint4 *>(tile + (size_t)warp * seg_q);
                 /* scales: one range for the tile (whole rows) or one per row (K parts) */
                 const size_t s0 = (size_t)row * sc_row + (size_t)kc0 * W / 32 * scb;
-                const uint8_t *srow =
-                    m.kparts == 1 ? tile + (size_t)8 * m.seg_q + (((size_t)r0 * sc_row) & 15) + (size_t)warp * sc_row
-                                  : tile + (size_t)8 * m.seg_q + (size_t)warp * m.seg_s + (s0 & 15);
+                const uint8_t *srow = kparts == 1
+                                          ? tile + 8 * seg_q + (((size_t)r0 * sc_row) & 15) + (size_t)warp * sc_row
+                                          : tile + 8 * seg_q + (size_t)warp * seg_s + (s0 & 15);
 #pragma unroll 4
                 for (int cl = kc0 + lane; cl < kc1; cl += 32) {
                     uint4 q[1];
@@ -365,7 +397,7 @@ __device__ __forceinline__ void pk_mv_tiles(const PkMv &m, const float inv, cons
                         dw[0] = __half2float(reinterpret_cast<const __half *>(srow)[cl - kc0]);
                     else
                         dw[0] = __half2float(reinterpret_cast<const __half *>(srow)[(cl - kc0) >> 1]);
-                    mvq_dot<T, 1, 1>(q, dw, xq, xs, m.nes, cl, 1, acc);
+                    mvq_dot<T, 1, 1>(q, dw, xq, xs, nes, cl, 1, acc);
                 }
             }
             __syncwarp();
@@ -377,13 +409,9 @@ __device__ __forceinline__ void pk_mv_tiles(const PkMv &m, const float inv, cons
         }
         const float v = warp_sum(acc[0][0]);
         if (lane == 0 && row < rows) {
-            float y = v * inv;
-            if (a.epi[mi]) {
-                y += a.bias[mi] ? a.bias[mi][row] : 0.0f;
-                y = ggx_cuda_soft_cap_v(y, a.cap[mi]);
-            }
-            if (a.res[mi]) y += __ldcg(a.res[mi] + row);
-            a.y[mi][row] = y;
+            float o = v * inv;
+            if (epi) o = ggx_cuda_soft_cap_v(o + badd, cap);
+            y[row] = o + add;
         }
     }
 }
@@ -566,7 +594,7 @@ __global__ void __launch_bounds__(PK_THREADS, 2)
         pk_bar();
         pk_block_ss(a, ss);
         const float inv = a.xmode == GGX_CUDA_X_RMS_NORM ? 1.0f / sqrtf(ss[0] / (float)a.cols + a.eps) : 1.0f;
-        if ((int)blockIdx.x < a.side_rows) pk_side_row(a, (int)blockIdx.x);
+        if ((int)blockIdx.x < a.side_rows && !(diag & 16)) pk_side_row(a, (int)blockIdx.x);
         if (threadIdx.x == 0 && s + 1 < n_st && st[s + 1].kind == 1) pk_prefetch_c(st[s + 1].ml);
         if (m.type == GGX_TYPE_Q4_0)
             pk_mv_tiles<GGX_TYPE_Q4_0>(m, inv, xq, xs, ring, ring_bytes, full, empty, c, diag);
@@ -616,7 +644,8 @@ struct PkHost {
     int tile_max = 0;      /* ... and tile: both must fit the shared memory together */
     int tile_limit = PK_TILE_MAX; /* GGX_CUDA_PK_TILE (bytes) */
     int diag = 0;          /* GGX_CUDA_PK_DIAG (measurements only, wrong results): 1 no grid
-                            * barriers, 2 no mLSTM items, 4 no dot products, 8 no x staging */
+                            * barriers, 2 no mLSTM items, 4 no dot products, 8 no x staging,
+                            * 16 no side rows */
     PkTable tabs[PK_MAX_TABLES];
     int n_tabs = 0;
     long long launches = 0;
