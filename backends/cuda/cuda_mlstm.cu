@@ -16,15 +16,13 @@
  * f' = exp(logsigmoid(f~) + m - m'), i' = exp(i~ - m'). All f32.
  */
 #include "cuda_common.h"
+#include "cuda_mlstm_dev.cuh"
 
 namespace {
 
 constexpr int ML_WARPS = 8;
 constexpr int ML_MAX_DQK = ML_WARPS * 32; /* one n element per thread */
 
-__device__ __forceinline__ float logsigmoidf_(float x) {
-    return fminf(x, 0.0f) - log1pf(expf(-fabsf(x)));
-}
 
 
 template <int RPT>
@@ -325,39 +323,10 @@ struct step_ctx {
             a.counters[s * nh + h] = 0;
         }
         if (!hnf.hn) return;
-        /* the head's h is complete: its LayerNorm (the HEAD_NORM node); h read once from L2, the
-         * first HK * NT columns kept in registers for both passes (sums in mlstm_rec_kernel's
-         * order) */
+        /* the head's h is complete: its LayerNorm (the HEAD_NORM node) */
         __threadfence();
-        constexpr int HK = 4;
-        float hv[HK], s1 = 0.0f;
-#pragma unroll
-        for (int k = 0; k < HK; k++) {
-            const int col = tid + k * NT;
-            hv[k] = col < dv ? __ldcg(a.h + v_base + col) : 0.0f;
-            s1 += hv[k];
-        }
-        for (int col = tid + HK * NT; col < dv; col += NT) s1 += __ldcg(a.h + v_base + col);
-        const float mean = ggx_cuda_block_sum(s1, sm.qn) / (float)dv;
-        float s2 = 0.0f;
-#pragma unroll
-        for (int k = 0; k < HK; k++) {
-            const float d = hv[k] - mean;
-            if (tid + k * NT < dv) s2 = fmaf(d, d, s2);
-        }
-        for (int col = tid + HK * NT; col < dv; col += NT) {
-            const float d = __ldcg(a.h + v_base + col) - mean;
-            s2 = fmaf(d, d, s2);
-        }
-        const float inv = 1.0f / sqrtf(ggx_cuda_block_sum(s2, sm.qn) / (float)dv + hnf.eps);
-        const float *w = hnf.w + (size_t)h * dv;
-#pragma unroll
-        for (int k = 0; k < HK; k++) {
-            const int col = tid + k * NT;
-            if (col < dv) hnf.hn[v_base + col] = ((hv[k] - mean) * inv) * w[col];
-        }
-        for (int col = tid + HK * NT; col < dv; col += NT)
-            hnf.hn[v_base + col] = ((__ldcg(a.h + v_base + col) - mean) * inv) * w[col];
+        mlstm_head_norm<NT>(a.h + v_base, hnf.hn + v_base, hnf.w + (size_t)h * dv, dv, hnf.eps, tid,
+                            [&](float v) { return ggx_cuda_block_sum(v, sm.qn); });
     }
 };
 

@@ -221,6 +221,33 @@ __device__ __forceinline__ void mvq_load(uint4 (&raw)[R], typename MvqScale<T>::
     }
 }
 
+/* One float4 v (word f of a token's row) quantized with its 32-block: the 8 lanes holding the
+ * block's 8 words (consecutive lanes, aligned to 8) share amax and the sum of the quants by
+ * shuffles (so every lane of the warp must call it); when `store`, the int8 word goes to int4
+ * slot q0_slot + f/4 (swizzled), component f%4, and the block's {d_x, 8 d_x sum(q)} to xs[s0_slot
+ * + f/8] (the token's rows in the staging). */
+__device__ __forceinline__ void mvq_quant4(const float4 v, int f, bool store, int4 *xq, int q0_slot, float2 *xs,
+                                           int s0_slot) {
+    float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+#pragma unroll
+    for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    const int q0 = __float2int_rn(v.x * inv), q1 = __float2int_rn(v.y * inv);
+    const int q2 = __float2int_rn(v.z * inv), q3 = __float2int_rn(v.w * inv);
+    int sum = q0 + q1 + q2 + q3;
+#pragma unroll
+    for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (store) {
+        const int packed = (int)((uint32_t)(q0 & 0xff) | (uint32_t)(q1 & 0xff) << 8 |
+                                 (uint32_t)(q2 & 0xff) << 16 | (uint32_t)(q3 & 0xff) << 24);
+        reinterpret_cast<int *>(&xq[q0_slot + swz(f >> 2)])[f & 3] = packed;
+        if ((f & 7) == 0) {
+            const float dx = amax / 127.0f;
+            xs[s0_slot + (f >> 3)] = make_float2(dx, 8.0f * dx * (float)sum);
+        }
+    }
+}
+
 /* x[:, e0:e0+ne] (after the launch's x transform) quantized per token and 32-block into shared
  * memory, 8 lanes per 32-block: xq [NT][nes / 16] int4 slots (16 int8, swizzled), xs [NT][nes /
  * 32] float2 {d_x, 8 * d_x * sum(q_x)} (the second is q4_0's offset). Adds RMS_NORM's x^2 to ss. */
@@ -233,25 +260,7 @@ __device__ __forceinline__ void mvq_stage_x(const MvLaunch &a, int e0, int ne, i
         const int t = i / (ne / 4), f = i % (ne / 4);
         const bool ok = i < n4 && t < a.n_tok;
         const float4 v = ok ? mv_x4<NT, NC>(a, t, e0 + 4 * f, ss) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
-#pragma unroll
-        for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-        const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-        const int q0 = __float2int_rn(v.x * inv), q1 = __float2int_rn(v.y * inv);
-        const int q2 = __float2int_rn(v.z * inv), q3 = __float2int_rn(v.w * inv);
-        int sum = q0 + q1 + q2 + q3;
-#pragma unroll
-        for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-        if (i < n4) {
-            const int packed = (int)((uint32_t)(q0 & 0xff) | (uint32_t)(q1 & 0xff) << 8 |
-                                     (uint32_t)(q2 & 0xff) << 16 | (uint32_t)(q3 & 0xff) << 24);
-            /* word f of token t: int4 slot f/4 (swizzled), component f%4 */
-            reinterpret_cast<int *>(&xq[t * (nes / 16) + swz(f >> 2)])[f & 3] = packed;
-            if ((f & 7) == 0) {
-                const float dx = amax / 127.0f;
-                xs[t * (nes / 32) + (f >> 3)] = make_float2(dx, 8.0f * dx * (float)sum);
-            }
-        }
+        mvq_quant4(v, f, i < n4, xq, t * (nes / 16), xs, t * (nes / 32));
     }
 }
 

@@ -44,6 +44,7 @@
  * kernel".
  */
 #include "cuda_common.h"
+#include "cuda_mlstm_dev.cuh"
 #include "cuda_mv_dev.cuh"
 
 #include <stdlib.h>
@@ -269,24 +270,7 @@ __device__ __forceinline__ void pk_stage_x(const MvLaunch &a, int4 *xq, float2 *
 #pragma unroll
         for (int u = 0; u < 4; u++) {
             const int i = base + u * PK_CTHREADS + tid;
-            float amax = fmaxf(fmaxf(fabsf(v[u].x), fabsf(v[u].y)), fmaxf(fabsf(v[u].z), fabsf(v[u].w)));
-#pragma unroll
-            for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-            const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-            const int q0 = __float2int_rn(v[u].x * inv), q1 = __float2int_rn(v[u].y * inv);
-            const int q2 = __float2int_rn(v[u].z * inv), q3 = __float2int_rn(v[u].w * inv);
-            int sum = q0 + q1 + q2 + q3;
-#pragma unroll
-            for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-            if (i < n4) {
-                const int packed = (int)((uint32_t)(q0 & 0xff) | (uint32_t)(q1 & 0xff) << 8 |
-                                         (uint32_t)(q2 & 0xff) << 16 | (uint32_t)(q3 & 0xff) << 24);
-                reinterpret_cast<int *>(&xq[swz(i >> 2)])[i & 3] = packed;
-                if ((i & 7) == 0) {
-                    const float dx = amax / 127.0f;
-                    xs[i >> 3] = make_float2(dx, 8.0f * dx * (float)sum);
-                }
-            }
+            mvq_quant4(v[u], i, i < n4, xq, 0, xs, 0);
         }
     }
 }
@@ -431,8 +415,6 @@ __device__ __forceinline__ void pk_prefetch_c(const PkMl &m) {
     }
 }
 
-__device__ __forceinline__ float pk_logsigmoid(float x) { return fminf(x, 0.0f) - log1pf(expf(-fabsf(x))); }
-
 /* one mLSTM decode item: mlstm_step_kernel<1, 8, RPT>'s arithmetic (VEC 1) for (tile, head,
  * sequence), over the consumer warps */
 __device__ __forceinline__ void pk_ml_item(const PkMl &m, int item, PkMlSmem &sm) {
@@ -465,7 +447,7 @@ __device__ __forceinline__ void pk_ml_item(const PkMl &m, int item, PkMlSmem &sm
     }
     const float vj = jv ? __ldcg(a.v + v_base + j0) : 0.0f;
     const float it = __ldcg(a.ig + (size_t)off * nh + h), ft = __ldcg(a.fg + (size_t)off * nh + h);
-    const float lf = pk_logsigmoid(ft);
+    const float lf = logsigmoidf_(ft);
     const float m_new = fmaxf(lf + m_old, it);
     const float fp = expf(lf + m_old - m_new), ip = expf(it - m_new);
     if (iv) {
@@ -514,35 +496,8 @@ __device__ __forceinline__ void pk_ml_item(const PkMl &m, int item, PkMlSmem &sm
     }
     if (!hnf.hn) return;
     __threadfence();
-    constexpr int HK = 4;
-    float hv[HK], s1 = 0.0f;
-#pragma unroll
-    for (int k = 0; k < HK; k++) {
-        const int col = tid + k * PK_CTHREADS;
-        hv[k] = col < dv ? __ldcg(a.h + v_base + col) : 0.0f;
-        s1 += hv[k];
-    }
-    for (int col = tid + HK * PK_CTHREADS; col < dv; col += PK_CTHREADS) s1 += __ldcg(a.h + v_base + col);
-    const float mean = pk_block_sum(s1, sm.qn) / (float)dv;
-    float s2 = 0.0f;
-#pragma unroll
-    for (int k = 0; k < HK; k++) {
-        const float d = hv[k] - mean;
-        if (tid + k * PK_CTHREADS < dv) s2 = fmaf(d, d, s2);
-    }
-    for (int col = tid + HK * PK_CTHREADS; col < dv; col += PK_CTHREADS) {
-        const float d = __ldcg(a.h + v_base + col) - mean;
-        s2 = fmaf(d, d, s2);
-    }
-    const float inv = 1.0f / sqrtf(pk_block_sum(s2, sm.qn) / (float)dv + hnf.eps);
-    const float *w = hnf.w + (size_t)h * dv;
-#pragma unroll
-    for (int k = 0; k < HK; k++) {
-        const int col = tid + k * PK_CTHREADS;
-        if (col < dv) hnf.hn[v_base + col] = ((hv[k] - mean) * inv) * w[col];
-    }
-    for (int col = tid + HK * PK_CTHREADS; col < dv; col += PK_CTHREADS)
-        hnf.hn[v_base + col] = ((__ldcg(a.h + v_base + col) - mean) * inv) * w[col];
+    mlstm_head_norm<PK_CTHREADS>(a.h + v_base, hnf.hn + v_base, hnf.w + (size_t)h * dv, dv, hnf.eps, tid,
+                                 [&](float v) { return pk_block_sum(v, sm.qn); });
 }
 
 #endif
