@@ -308,7 +308,7 @@ static void test_persistent(const char *path, const char *label) {
     float *out[2] = {NULL, NULL};
     int V = 0;
     for (int v = 0; v < 2; v++) {
-        /* a model (backend, graph cache) per variant: captured graphs keep the mode they saw */
+        /* a model (backend, graph cache) per variant, so each starts with an eager run */
         ggx_cuda_set_persistent(v);
         ggx_model *m = load(path, "cuda");
         if (!m) break;

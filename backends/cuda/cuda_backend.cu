@@ -1030,7 +1030,7 @@ uint64_t fnv(uint64_t h, const void *p, size_t n) {
  * test may flip the int8-activation mode between two graphs that reuse the same buffers). */
 uint64_t graph_key(const Ctx *c, const ggx_graph *g) {
     uint64_t h = 0xcbf29ce484222325ull;
-    const int modes[4] = {ggx_cuda_mv_int8_mode(), c->fuse, c->chunkwise, ggx_cuda_mv_tma()};
+    const int modes[5] = {ggx_cuda_mv_int8_mode(), c->fuse, c->chunkwise, ggx_cuda_mv_tma(), ggx_cuda_pk_mode()};
     h = fnv(h, modes, sizeof modes);
     h = fnv(h, &g->n_nodes, sizeof g->n_nodes);
     for (int k = 0; k < g->n_nodes; k++) {

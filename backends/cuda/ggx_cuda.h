@@ -42,7 +42,8 @@ int ggx_cuda_set_tma_matvec(int mode);
  * decode step (q8_0, q4_0, q4_x weights) as one launch whose weights stream through a TMA ring
  * across the step's stages. 0 off (the default: slower so far, docs/cuda.md), 1 such graphs, 2
  * every graph of one token per product (tests). GGX_CUDA_PK=0|1|2 sets it when the first backend
- * is created. Read when a graph is first run: captured graphs keep the mode they saw. Returns
+ * is created. The mode is part of a graph's cache key (a switch makes the next run of a layout
+ * an eager one, then a new capture). Returns
  * the resulting mode (0 where unsupported); a negative mode only returns the current one. */
 int ggx_cuda_set_persistent(int mode);
 /* Launches of the persistent kernel so far in this process, eager ones (graph replays are not
