@@ -27,12 +27,16 @@ static int int8_x_for(int n) {
     const int mmq8 = !(e1 && e1[0] == '0') && !(e2 && e2[0] == '0') && n >= 3 && n <= 64;
     return m == 1 || (m == 2 && (n <= 2 || mmq8));
 }
-/* the same for weights of type t: q4_x has no mmq kernel (2-16 tokens: the f32 matvec, or
- * mvq_kernel's int8 x in mode 1; more: the bf16 GEMM) */
-static int int8_x_for_t(enum ggx_type t, int n) {
+/* the same for weights of type t and `cols` columns: q4_x runs mmq's int8 kernel where its
+ * rows have an even number of blocks (int8_x_for's token counts), else 2-16 tokens the f32
+ * matvec or mvq_kernel's int8 x in mode 1, more the bf16 GEMM */
+static int int8_x_for_t(enum ggx_type t, int n, int64_t cols) {
     if (t != GGX_TYPE_Q4_X) return (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0) && int8_x_for(n);
     const int m = ggx_cuda_int8_activations();
-    return (m == 1 && n <= 16) || (m == 2 && n == 1);
+    const char *e1 = getenv("GGX_CUDA_MMQ"), *e2 = getenv("GGX_CUDA_MMQ_INT8");
+    const int mmq8 = !(e1 && e1[0] == '0') && !(e2 && e2[0] == '0') && (cols / 32) % 2 == 0 && n <= 64 &&
+                     ((m == 1 && n >= 2) || (m == 2 && n >= 3));
+    return mmq8 || (m == 1 && n <= 16) || (m == 2 && n == 1);
 }
 
 static void test_mul_mat(enum ggx_type t, int64_t O, int64_t I, int n) {
@@ -56,7 +60,7 @@ static void test_mul_mat(enum ggx_type t, int64_t O, int64_t I, int n) {
     const int gemm = n > 16 || (t == GGX_TYPE_BF16 && n > 3) || (t == GGX_TYPE_F16 && I % 8) ||
                      (t == GGX_TYPE_F32 && I % 4);
     /* bf16 tensor-core GEMMs and int8-activation matvecs (q8_0/q4_0 default): 1e-2 */
-    const int q = int8_x_for_t(t, n);
+    const int q = int8_x_for_t(t, n, I);
     /* int8 activations: ~4e-3 typical, up to 1.5e-2 measured on a 5-row product */
     const double tol = q ? 3e-2 :
                        (gemm && t != GGX_TYPE_F32 && t != GGX_TYPE_F16) ? 1e-2 : 1e-5;
@@ -472,7 +476,7 @@ static void test_fused_layer(enum ggx_type t, int n) {
     for (int64_t i = 0; i < n * F; i++) rg[i] = rg[i] * sigm(rg[i]) * ru[i];
     ref_mm(&wd, rg, n, rpo);
     for (size_t i = 0; i < nE; i++) rx[i] += rpo[i];
-    const int q8 = int8_x_for_t(t, n);
+    const int q8 = int8_x_for_t(t, n, E) || int8_x_for_t(t, n, F);
     for (int call = 0; call < 3; call++) {
         poison(q), poison(k), poison(ig), poison(fg), poison(x3);
         ggx_status st = be->iface.graph_compute(be, &tg.g);
@@ -579,7 +583,7 @@ static void test_fused_chain_(enum ggx_type t, int n) {
         /* bf16 weights with more than 3 tokens take the bf16 GEMM path: three chained bf16
          * products (activations rounded to bf16 each time, swiglu in between) measured 1.4e-2 */
         const double tq = (t == GGX_TYPE_BF16 && n > 3) ? 3e-2 :
-                          int8_x_for_t(t, n) ? 1e-2 : 1e-5;
+                          int8_x_for_t(t, n, E) || int8_x_for_t(t, n, F) ? 1e-2 : 1e-5;
         /* the gates are 30 small values after three chained products: f32 rounding with
          * cancellation measured up to 1.6e-5 */
         TEST_CHECK_MSG(e1 <= 1e-5 && e2 <= fmax(tq, 5e-5) && e3 <= tq, "fused chain %s n=%d call %d: rel err %.3g %.3g %.3g",
@@ -820,6 +824,29 @@ int main(void) {
     test_mlstm_decode_norm(5, 136, 130, 3, 1, 3);
     test_mlstm_decode_norm(2, 256, 512, 5, 0, 3);
     test_mlstm_decode_norm(3, 200, 1100, 1, 0, 2); /* DV over 4 x 256 (the norm's register cache) */
+    /* the cluster kernel (sm_90, the default there for 1-2 sequences: heads of up to 16 column
+     * tiles) switched off, then on for every batch (mode 2: 3-8 sequences, misaligned, a 16-tile
+     * head of DQK 5), then the default again */
+    const int cl_default = ggx_cuda_set_mlstm_cluster(-1);
+    if (cl_default) {
+        printf("mLSTM decode step without clusters (mlstm_step_kernel)\n");
+        ggx_cuda_set_mlstm_cluster(0);
+        test_mlstm_decode_norm(8, 256, 512, 1, 0, 3);
+        test_mlstm_decode_norm(8, 256, 512, 2, 1, 3);
+        test_mlstm_decode_norm(5, 136, 130, 3, 1, 3);
+        test_mlstm_decode_norm(2, 256, 512, 5, 0, 3);
+        test_mlstm(8, 256, 512, 2, l2, 4);
+        test_mlstm(3, 40, 70, 3, l8, 3);
+        /* every decode batch through the cluster kernel, the head norm fused at any size */
+        TEST_CHECK(ggx_cuda_set_mlstm_cluster(2) == 2);
+        test_mlstm_decode_norm(2, 256, 512, 5, 0, 3);
+        test_mlstm_decode_norm(4, 256, 512, 8, 1, 3);
+        test_mlstm_decode_norm(2, 5, 500, 3, 0, 3);
+        test_mlstm_decode_norm(5, 136, 130, 3, 1, 3);
+        test_mlstm(3, 40, 70, 3, l8, 3);
+        ggx_cuda_set_mlstm_cluster(cl_default);
+        test_mlstm_decode_norm(2, 5, 500, 1, 0, 3);
+    }
     for (int ti = 0; ti < 5; ti++) {
         test_fused_chain(types[ti], 1);
         /* bf16 weights take the GEMM path (no fusions) from 4 tokens: 3 for them */
@@ -836,6 +863,14 @@ int main(void) {
     test_fused_layer(GGX_TYPE_Q4_X, 1);
     test_fused_layer(GGX_TYPE_Q4_X, 2);
     test_fused_layer(GGX_TYPE_Q4_X, 70);
+    /* q4_x on mmq's int8 kernel (3-64 tokens, rows of an even number of blocks: 704, 4096,
+     * 10944 columns; partial last K tiles) */
+    const int nq[5] = {3, 13, 32, 40, 64};
+    for (int k = 0; k < 5; k++) test_mul_mat(GGX_TYPE_Q4_X, 77, 704, nq[k]);
+    test_mul_mat(GGX_TYPE_Q4_X, 130, 4096, 32);
+    if (!san) test_mul_mat(GGX_TYPE_Q4_X, 300, 10944, 32);
+    test_fused_layer(GGX_TYPE_Q4_X, 32);
+    test_fused_chain(GGX_TYPE_Q4_X, 8);
     /* a whole decode layer: 1-2 tokens take the norm / residual fusions, 5 the plain path */
     for (int ti = 0; ti < 5; ti++) {
         test_fused_layer(types[ti], 1);

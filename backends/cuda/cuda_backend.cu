@@ -85,6 +85,11 @@ struct Ctx {
     struct { const ggx_tensor *t; const float *x, *w; float eps; } vrms[256]; /* 2 per layer */
     int n_vrms;
     int chunkwise; /* GGX_CUDA_CHUNKWISE=0: mLSTM prefill token by token only */
+    /* GGX_CUDA_SKIP (measurement only; results are wrong): comma-separated names whose launches
+     * are left out of graphs of at most 64 tokens per product (decode): a matvec group whose first weight's
+     * name contains one, "@step" the mLSTM decode step, "@norm" its fused head norm. What a
+     * launch costs inside a replayed step (PDL overlap included) is the step time it saves. */
+    char skip[160];
     void *mlstm_scratch;
     size_t mlstm_scratch_size;
     int profile;
@@ -607,11 +612,22 @@ int find_vrms(const Ctx *c, const ggx_tensor *t) {
     return -1;
 }
 
-/* HEAD_NORM k+1 of the MLSTM k's output alone: the mLSTM kernel's last block of each head
- * normalizes it (decode: the recurrent kernel runs every token) */
+/* every sequence of the batch has at most one token (a decode step) */
+bool decode_batch(const ggx_graph *g) {
+    if (!g->batch) return false;
+    for (int s = 0; s < g->batch->n_seqs; s++)
+        if (g->batch->seq_len[s] > 1) return false;
+    return true;
+}
+
+/* HEAD_NORM k+1 of the MLSTM k's output alone: the decode kernel normalizes it, the cluster of
+ * each head (any number of sequences) or else the last block of each head (1-2 tokens) */
 bool fusion_mlstm_head_norm(const Ctx *c, const ggx_graph *g, int k, int dv) {
     const ggx_tensor *n = g->nodes[k];
-    if (!c->fuse || k + 1 >= g->n_nodes || !few_tokens(n)) return false;
+    if (!c->fuse || k + 1 >= g->n_nodes) return false;
+    if (!few_tokens(n) && !(decode_batch(g) && ggx_cuda_pk_mode() == 0 &&
+                            ggx_cuda_mlstm_cluster_usable(n->i[2], dv, g->batch->n_seqs)))
+        return false;
     const ggx_tensor *hn = g->nodes[k + 1];
     if (hn->op != GGX_OP_HEAD_NORM || hn->src[0] != n || !private_to(g, n, hn) ||
         hn->i[0] != n->i[1] || t_cols(hn) != (int64_t)n->i[1] * dv || overlap(hn, n))
@@ -715,6 +731,24 @@ ggx_status run_mv(Ctx *c, const ggx_graph *g, int next, enum ggx_type t, const g
     return GGX_OK;
 }
 
+/* GGX_CUDA_SKIP: is a launch named `name` left out of this (decode) graph? */
+bool skipped(const Ctx *c, const ggx_tensor *out, const char *name) {
+    if (!c->skip[0] || t_rows(out) > 64) return false;
+    for (const char *p = c->skip; *p;) {
+        const char *e = strchr(p, ',');
+        const size_t len = e ? (size_t)(e - p) : strlen(p);
+        char tok[64];
+        if (len > 0 && len < sizeof tok) {
+            memcpy(tok, p, len);
+            tok[len] = 0;
+            if (strstr(name, tok)) return true;
+        }
+        if (!e) break;
+        p = e + 1;
+    }
+    return false;
+}
+
 ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
     ggx_tensor *n = g->nodes[k];
     cudaStream_t s = c->stream;
@@ -743,6 +777,7 @@ ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
             used = 3;
         }
         *consumed = used;
+        if (skipped(c, m, m->src[0]->name)) return GGX_OK;
         const ggx_cuda_mv_x xs = {f32p(n->src[0]), f32p(n->src[1]), nullptr,
                                   n->op == GGX_OP_SWIGLU ? GGX_CUDA_X_SWIGLU : GGX_CUDA_X_SIGMOID_MUL, 0.0f,
                                   nullptr, 0, nullptr};
@@ -856,6 +891,7 @@ ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
             }
         }
         *consumed = used;
+        if (skipped(c, n, n->src[0]->name)) return GGX_OK;
         return run_mv(c, g, k + used, n->src[0]->type, mats, nm, xs, (int)t_cols(n->src[0]),
                       (int)t_rows(n->src[1]), "mul_mat");
     }
@@ -916,6 +952,8 @@ ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
             hnf.eps = hn->f[0];
             *consumed = 2;
         }
+        if (a.max_len == 1 && skipped(c, n, "@step")) return GGX_OK;
+        if (a.max_len == 1 && skipped(c, n, "@norm")) hnf.hn = nullptr;
         if (!hnf.hn && c->chunkwise && n->i[4] > 0 &&
             ggx_cuda_mlstm_scratch_floats(a.n_seqs, a.max_len, a.total_tokens, a.nh, a.dqk, a.dv, n->i[4]) &&
             c->mlstm_scratch_size >= sizeof(float) * ggx_cuda_mlstm_scratch_floats(a.n_seqs, a.max_len,
@@ -1030,7 +1068,8 @@ uint64_t fnv(uint64_t h, const void *p, size_t n) {
  * test may flip the int8-activation mode between two graphs that reuse the same buffers). */
 uint64_t graph_key(const Ctx *c, const ggx_graph *g) {
     uint64_t h = 0xcbf29ce484222325ull;
-    const int modes[5] = {ggx_cuda_mv_int8_mode(), c->fuse, c->chunkwise, ggx_cuda_mv_tma(), ggx_cuda_pk_mode()};
+    const int modes[6] = {ggx_cuda_mv_int8_mode(), c->fuse,           c->chunkwise,
+                          ggx_cuda_mv_tma(),       ggx_cuda_pk_mode(), ggx_cuda_mlstm_set_cluster(-1)};
     h = fnv(h, modes, sizeof modes);
     h = fnv(h, &g->n_nodes, sizeof g->n_nodes);
     for (int k = 0; k < g->n_nodes; k++) {
@@ -1302,6 +1341,7 @@ extern "C" ggx_status ggx_backend_cuda_init(const ggx_backend_params *p, ggx_bac
     c->pf_bytes = (size_t)8192 * 1024;
     if ((env = getenv("GGX_CUDA_PF_KB"))) c->pf_bytes = (size_t)strtoull(env, nullptr, 10) * 1024;
     c->chunkwise = !((env = getenv("GGX_CUDA_CHUNKWISE")) && env[0] == '0');
+    if ((env = getenv("GGX_CUDA_SKIP"))) snprintf(c->skip, sizeof c->skip, "%s", env);
     c->emb_host = !((env = getenv("GGX_CUDA_EMB_HOST")) && env[0] == '0');
     if ((env = getenv("GGX_CUDA_INT8_X"))) ggx_cuda_mv_set_int8_x(atoi(env));
     if ((env = getenv("GGX_CUDA_MV_MAX")) && atoi(env) >= 0) g_mv_max_tokens = atoi(env);
@@ -1398,6 +1438,7 @@ extern "C" int ggx_cuda_int8_activations(void) { return ggx_cuda_mv_int8_mode();
 extern "C" int ggx_cuda_set_tma_matvec(int mode) { return ggx_cuda_mv_set_tma(mode); }
 
 extern "C" int ggx_cuda_set_persistent(int mode) { return ggx_cuda_pk_set_mode(mode); }
+extern "C" int ggx_cuda_set_mlstm_cluster(int mode) { return ggx_cuda_mlstm_set_cluster(mode); }
 extern "C" long long ggx_cuda_persistent_launches(void) { return ggx_cuda_pk_launches(); }
 
 extern "C" ggx_status ggx_cuda_mem_info(ggx_backend *be, size_t *free_b, size_t *total_b, size_t *peak_b) {

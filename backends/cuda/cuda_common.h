@@ -107,6 +107,31 @@ static inline cudaError_t ggx_cuda_launch(void (*kernel)(KArgs...), dim3 grid, d
     cfg.numAttrs = g_ggx_cuda_pdl ? 1 : 0;
     return cudaLaunchKernelEx(&cfg, kernel, args...);
 }
+/* ggx_cuda_launch with thread-block clusters of cluster_x blocks along x (sm_90; the caller
+ * checks that the device launches clusters and that the kernel may use that size) */
+template <typename... KArgs, typename... Args>
+static inline cudaError_t ggx_cuda_launch_cluster(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                                                  cudaStream_t s, unsigned cluster_x, Args... args) {
+    if (g_ggx_pk_pending) {
+        const cudaError_t e = ggx_cuda_pk_flush();
+        if (e != cudaSuccess) return e;
+    }
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute attr[2];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = cluster_x;
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[1].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = g_ggx_cuda_pdl ? 2 : 1;
+    return cudaLaunchKernelEx(&cfg, kernel, args...);
+}
 /* launch or return the error from the calling function */
 #define GGX_LAUNCH(kernel, grid, block, smem, stream, ...)                                      \
     do {                                                                                        \
@@ -324,6 +349,15 @@ typedef struct ggx_cuda_mlstm_head_norm {
 cudaError_t ggx_cuda_mlstm_recurrent(cudaStream_t s, const ggx_cuda_mlstm_args *a,
                                      const ggx_cuda_mlstm_head_norm *hn /* or NULL */);
 bool ggx_cuda_mlstm_supported(int dqk, int dv);
+/* The decode step as one thread-block cluster per head (mlstm_step_cl_kernel, sm_90): 0 off, 1
+ * batches of 1-2 sequences (the default; GGX_CUDA_MLSTM_CL=0|1|2 in the environment sets it), 2
+ * every decode batch (slower at 32 sequences; tests). Returns the resulting mode (0 where the
+ * device has no clusters); a negative mode only queries. Process-wide, part of the graph cache
+ * key. */
+int ggx_cuda_mlstm_set_cluster(int mode);
+/* whether a decode step of these sizes runs the cluster kernel (which can fuse the head norm for
+ * any number of sequences) */
+bool ggx_cuda_mlstm_cluster_usable(int dqk, int dv, int n_seqs);
 /* Chunkwise form for the whole chunks of every sequence: gate prefix sums, the chunk-to-chunk
  * state recurrence (states at chunk starts saved to scratch), and the outputs of every chunk in
  * parallel. Call before ggx_cuda_mlstm_recurrent with the same args (chunk > 0). */

@@ -18,6 +18,8 @@
 #include "cuda_common.h"
 #include "cuda_mlstm_dev.cuh"
 
+#include <cooperative_groups.h>
+
 namespace {
 
 constexpr int ML_WARPS = 8;
@@ -257,7 +259,7 @@ struct step_ctx {
      * the count (returned in thread 0). */
     __device__ __forceinline__ int token(const ggx_cuda_mlstm_args &a, const ggx_cuda_mlstm_head_norm &hnf,
                                          smem &sm, float (&vj)[VEC], float &fp, float &ip, float &m_new,
-                                         float &qn, size_t &v_base) {
+                                         float &qn, size_t &v_base, bool count = true) {
         const int off = a.seq_off[s];
         v_base = (size_t)off * nh * dv + (size_t)h * dv; /* this head's h and v */
         float q_own = 0.0f, k_own = 0.0f;
@@ -280,7 +282,7 @@ struct step_ctx {
         qn = q_own * n_own;
         __syncthreads();
         /* the n/m reads of this block are done: count it (its h matters only to the fused norm) */
-        return !hnf.hn && tid == 0 ? atomicAdd(&a.counters[s * nh + h], 1) : 0;
+        return count && !hnf.hn && tid == 0 ? atomicAdd(&a.counters[s * nh + h], 1) : 0;
     }
     /* the warps' partial readouts -> h (warp 0); thread 0 sets sm.is_last (read after a barrier) */
     __device__ __forceinline__ void finish(const ggx_cuda_mlstm_args &a, const ggx_cuda_mlstm_head_norm &hnf,
@@ -379,6 +381,115 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) mlstm_step_kernel(const ggx_
         if (r < x.nr) c_store<VEC>(Cs + r * x.rstep, x.vok, c[r]);
     __syncthreads(); /* is_last */
     x.last(a, hnf, sm, m_new, v_base);
+}
+
+/* ------------------------------------------------------- decode step, one cluster per head ---
+ * mlstm_step_kernel<1, 8, RPT> again (same tile per block, same arithmetic and order of sums for
+ * C, n, m and h), but the blocks of one (sequence, head) form a thread-block cluster (sm_90:
+ * grid x = the head's column tiles = the cluster, at most 16), so what needed the whole head
+ * goes through the cluster's shared memory instead of global memory:
+ *   - n and m: every block updates its own copy; block 0 of the cluster writes them back after
+ *     a cluster barrier that every block passes only once its n/m reads are consumed (no atomic
+ *     counter, no "last block");
+ *   - the fused head norm: each block sums its h columns, the blocks read each other's sums
+ *     (distributed shared memory) for the mean, then the same for the squared deviations, and
+ *     each normalizes its own columns. h itself is never written (the fusion requires that only
+ *     the HEAD_NORM reads it). The mLSTM kernel's old tail -- h written, fenced, counted, then
+ *     the last block reading the head's h back from L2 and normalizing it alone -- was ~2.5 us
+ *     of every layer's batch-1 step; the serial part is now two cluster barriers.
+ * The head's sums run in a different order than mlstm_head_norm's (per block, then over the
+ * blocks), a rounding-level difference. C is stored right after its update, so the stores drain
+ * while the readout and the norm run. */
+template <int WARPS, int RPT>
+__global__ void __launch_bounds__(WARPS * 32, 4) mlstm_step_cl_kernel(const ggx_cuda_mlstm_args a,
+                                                                      const ggx_cuda_mlstm_head_norm hnf) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    using ctx_t = step_ctx<1, WARPS>;
+    __shared__ typename ctx_t::smem sm;
+    __shared__ float stat[2]; /* this block's sum of h, then of its squared deviations */
+    ctx_t x;
+    if (!x.init(a)) return; /* (the whole cluster: one sequence) */
+    float c[RPT][1];
+#pragma unroll
+    for (int r = 0; r < RPT; r++) c[r][0] = r < x.nr ? x.Cb[r * x.rstep] : 0.0f;
+    x.load_nm();
+    GGX_PDL_ENTER(); /* as in mlstm_step_kernel */
+    float vj[1], fp, ip, m_new, qn;
+    size_t v_base;
+    x.token(a, hnf, sm, vj, fp, ip, m_new, qn, v_base, false);
+    float num = 0.0f;
+#pragma unroll
+    for (int r = 0; r < RPT; r++) {
+        const int i = x.warp + WARPS * r;
+        if (i < x.dqk) {
+            const float kk = ip * sm.k[i], qq = sm.q[i];
+            c[r][0] = fmaf(fp, c[r][0], kk * vj[0]);
+            num = fmaf(qq, c[r][0], num);
+        }
+    }
+    float *Cs; /* (see mlstm_step_kernel) */
+    asm volatile("mov.b64 %0, %1;" : "=l"(Cs) : "l"(x.Cb));
+#pragma unroll
+    for (int r = 0; r < RPT; r++)
+        if (r < x.nr) Cs[r * x.rstep] = c[r][0];
+    /* the warps' partial readouts -> h in warp 0 (mlstm_step_kernel's finish(), same order) */
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) qn += __shfl_xor_sync(0xffffffffu, qn, o);
+    sm.num[x.warp][x.lane] = num;
+    if (x.lane == 0) sm.qn[x.warp] = qn;
+    __syncthreads();
+    float hv = 0.0f;
+    if (x.warp == 0) {
+        float tot = 0.0f, qnt = 0.0f;
+#pragma unroll
+        for (int w = 0; w < WARPS; w++) {
+            tot += sm.num[w][x.lane];
+            qnt += sm.qn[w];
+        }
+        const float den = fmaxf(fabsf(qnt), expf(-m_new)) + a.eps;
+        hv = x.jv ? tot / den : 0.0f;
+        if (!hnf.hn && x.jv) a.h[v_base + x.j0] = hv;
+    }
+    namespace cg = cooperative_groups;
+    cg::cluster_group cl = cg::this_cluster();
+    const bool first = cl.block_rank() == 0;
+    const int ncl = (int)cl.num_blocks();
+    if (hnf.hn && x.warp == 0) {
+        float t = hv;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+        if (x.lane == 0) stat[0] = t;
+    }
+    cl.sync(); /* every block: n/m reads consumed (and its sum of h published) */
+    if (first) {
+        if (x.iv) x.np[x.tid] = x.n_own;
+        if (x.tid == 0) *x.mp = m_new;
+    }
+    if (!hnf.hn) return;
+    float d = 0.0f;
+    if (x.warp == 0) {
+        float t = x.lane < ncl ? *cl.map_shared_rank(&stat[0], x.lane) : 0.0f;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+        const float mean = t / (float)x.dv;
+        d = x.jv ? hv - mean : 0.0f;
+        t = d * d;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+        if (x.lane == 0) stat[1] = t;
+    }
+    cl.sync();
+    if (x.warp == 0) {
+        float t = x.lane < ncl ? *cl.map_shared_rank(&stat[1], x.lane) : 0.0f;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+        const float inv = 1.0f / sqrtf(t / (float)x.dv + hnf.eps);
+        if (x.jv) hnf.hn[v_base + x.j0] = (d * inv) * hnf.w[(size_t)x.h * x.dv + x.j0];
+    }
+    cl.sync(); /* the other blocks have read this one's sums */
+#else
+    (void)a, (void)hnf;
+#endif
 }
 
 /* ======================================================================= chunkwise (§5) =====
@@ -746,7 +857,85 @@ cudaError_t launch_step(cudaStream_t st, const ggx_cuda_mlstm_args *a, const ggx
     return cudaGetLastError();
 }
 
+/* The cluster kernel for a head of `tiles` 32-column tiles, or false (then mlstm_step_kernel):
+ * the device launches clusters, the mode is on and the cluster fits (checked once per RPT and
+ * size: non-portable sizes above 8 need the attribute and room in one GPC). */
+int g_cl_mode = -1; /* GGX_CUDA_MLSTM_CL=0|1|2 (default 1), ggx_cuda_set_mlstm_cluster */
+
+int cl_mode() {
+    if (g_cl_mode < 0) {
+        const char *e = getenv("GGX_CUDA_MLSTM_CL");
+        g_cl_mode = e && *e >= '0' && *e <= '2' ? *e - '0' : 1;
+    }
+    return g_cl_mode;
+}
+
+bool cl_device() {
+    static const int ok = [] {
+        int dev = 0, v = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess) return 0;
+        if (cudaDeviceGetAttribute(&v, cudaDevAttrClusterLaunch, dev) != cudaSuccess) v = 0;
+        (void)cudaGetLastError();
+        return v;
+    }();
+    return ok != 0;
+}
+
+template <int RPT>
+bool cl_fits(int tiles) {
+    static signed char fits[17]; /* 0 unknown, 1 yes, -1 no */
+    if (tiles < 1 || tiles > 16) return false;
+    if (!fits[tiles]) {
+        auto k = mlstm_step_cl_kernel<8, RPT>;
+        bool ok = tiles <= 8 || cudaFuncSetAttribute(k, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess;
+        if (ok) {
+            cudaLaunchConfig_t cfg = {};
+            cfg.gridDim = dim3((unsigned)tiles, 1, 1);
+            cfg.blockDim = dim3(256, 1, 1);
+            cudaLaunchAttribute attr[1];
+            attr[0].id = cudaLaunchAttributeClusterDimension;
+            attr[0].val.clusterDim.x = (unsigned)tiles;
+            attr[0].val.clusterDim.y = 1;
+            attr[0].val.clusterDim.z = 1;
+            cfg.attrs = attr;
+            cfg.numAttrs = 1;
+            int n = 0;
+            ok = cudaOccupancyMaxActiveClusters(&n, k, &cfg) == cudaSuccess && n > 0;
+        }
+        (void)cudaGetLastError();
+        fits[tiles] = ok ? 1 : -1;
+    }
+    return fits[tiles] > 0;
+}
+
+bool cl_usable(int dqk, int dv, int n_seqs) {
+    const int mode = cl_mode();
+    if (!mode || (mode == 1 && n_seqs > 2) || !cl_device() || dqk < 1 || dqk > ML_MAX_DQK) return false;
+    const int tiles = (dv + 31) / 32, rpt = (dqk + 7) / 8;
+    return rpt <= 4 ? cl_fits<4>(tiles) : rpt <= 8 ? cl_fits<8>(tiles) : rpt <= 16 ? cl_fits<16>(tiles)
+                                                                                     : cl_fits<32>(tiles);
+}
+
+cudaError_t launch_step_cl(cudaStream_t st, const ggx_cuda_mlstm_args *a, const ggx_cuda_mlstm_head_norm &hnf) {
+    const unsigned tiles = (unsigned)((a->dv + 31) / 32);
+    dim3 grid(tiles, (unsigned)a->nh, (unsigned)a->n_seqs);
+    const int rpt = (a->dqk + 7) / 8;
+    cudaError_t e;
+    if (rpt <= 4) e = ggx_cuda_launch_cluster(mlstm_step_cl_kernel<8, 4>, grid, 256, 0, st, tiles, *a, hnf);
+    else if (rpt <= 8) e = ggx_cuda_launch_cluster(mlstm_step_cl_kernel<8, 8>, grid, 256, 0, st, tiles, *a, hnf);
+    else if (rpt <= 16) e = ggx_cuda_launch_cluster(mlstm_step_cl_kernel<8, 16>, grid, 256, 0, st, tiles, *a, hnf);
+    else e = ggx_cuda_launch_cluster(mlstm_step_cl_kernel<8, 32>, grid, 256, 0, st, tiles, *a, hnf);
+    return e != cudaSuccess ? e : cudaGetLastError();
+}
+
 } // namespace
+
+int ggx_cuda_mlstm_set_cluster(int mode) {
+    if (mode >= 0) g_cl_mode = mode > 2 ? 2 : mode;
+    return cl_device() ? cl_mode() : 0;
+}
+
+bool ggx_cuda_mlstm_cluster_usable(int dqk, int dv, int n_seqs) { return cl_usable(dqk, dv, n_seqs); }
 
 cudaError_t ggx_cuda_mlstm_recurrent(cudaStream_t st, const ggx_cuda_mlstm_args *a,
                                      const ggx_cuda_mlstm_head_norm *hn) {
@@ -756,6 +945,7 @@ cudaError_t ggx_cuda_mlstm_recurrent(cudaStream_t st, const ggx_cuda_mlstm_args 
     /* while the backend records a decode step: an item loop of the persistent kernel (its
      * arithmetic is mlstm_step_kernel<1, 8, ...>'s) */
     if (var == 1 && ggx_cuda_pk_add_mlstm(a, hn)) return cudaSuccess;
+    if (var == 1 && cl_usable(a->dqk, a->dv, a->n_seqs)) return launch_step_cl(st, a, hnf);
     if (var == 2 && a->dv % 2 == 0) return launch_step<2, 8, 2>(st, a, hnf);
     if (var != 0) return launch_step<1, 8, 4>(st, a, hnf);
     dim3 grid((unsigned)a->nh, (unsigned)((a->dv + 31) / 32), (unsigned)a->n_seqs);

@@ -117,6 +117,12 @@ __device__ __forceinline__ void cp_async4(void *dst, const void *src, bool valid
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(src),
                  "r"(valid ? 4 : 0));
 }
+/* 8 bytes (q4_x's {d, m} pairs of two blocks) */
+__device__ __forceinline__ void cp_async8(void *dst, const void *src, bool valid) {
+    const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(s), "l"(src),
+                 "r"(valid ? 8 : 0));
+}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
@@ -478,7 +484,8 @@ constexpr size_t MMQ8_XQ_BYTES = (size_t)8 << 20;  /* x scratch: NT * padded col
 constexpr size_t MMQ8_XD_FLOATS = (size_t)1 << 20; /* and its scales */
 
 template <int T, int NTL> struct Cfg8 {
-    static constexpr bool Q4 = T == GGX_TYPE_Q4_0;
+    static constexpr bool QX = T == GGX_TYPE_Q4_X;                /* levels, {d, m} pairs, x sums */
+    static constexpr bool Q4 = T == GGX_TYPE_Q4_0 || QX;          /* nibble layout */
     static constexpr int BM = MMQ_WARPS * 16;
     static constexpr int NT = NTL * 8;
     static constexpr int KT = MMQ8_KT;
@@ -489,15 +496,17 @@ template <int T, int NTL> struct Cfg8 {
     static constexpr int WSTR = WROW + (Q4 ? 16 : 32);
     static constexpr int XSTR = KT + 32;
     static constexpr int W_ST = BM * WSTR;     /* bytes per stage: weights */
-    static constexpr int SC_ST = BM * BPT * 2; /* their f16 scales [BM][BPT] */
+    static constexpr int SC_ST = BM * BPT * (QX ? 4 : 2); /* their f16 scales [BM][BPT] (q4_x: {d, m}) */
     static constexpr int X_ST = NT * XSTR;     /* x int8 [NT][XSTR] */
-    static constexpr int XD_ST = BPT * NT * 8; /* x scales {d, -M d} [BPT][NT] */
+    static constexpr int XD2_ST = BPT * NT * 8; /* x scales {d, -M d} [BPT][NT] */
+    static constexpr int XD_ST = XD2_ST + (QX ? BPT * NT * 4 : 0); /* q4_x: + d sum(q) [BPT][NT] */
     static constexpr int STAGE = W_ST + SC_ST + X_ST + XD_ST;
     static constexpr int NS = 4 * STAGE <= 110 * 1024 ? 4 : 3; /* 2 blocks per SM on the H100 */
     static constexpr int SMEM = NS * STAGE;
     static constexpr int WCH = BM * WROW / 16; /* 16-byte copies per tile: weights */
     static constexpr int XCH = NT * KT / 16;   /* x */
     static constexpr int XDCH = BPT * NT / 2;  /* x scales */
+    static constexpr int XSCH = QX ? BPT * NT / 4 : 0; /* x sums */
     static constexpr int SCN = BM * BPT / MMQ_THREADS;
     static_assert(WCH % MMQ_THREADS == 0 && SCN >= 1 && STAGE % 16 == 0 && W_ST % 16 == 0 &&
                       X_ST % 16 == 0, "tile shape");
@@ -513,8 +522,10 @@ __device__ __forceinline__ void mma_s8(int (&c)[4], uint32_t a0, uint32_t a1, ui
 
 /* x [n_tok, cols] (transformed) -> xq [nt_pad][cpad] int8, xd [cpad / 32][nt_pad] {d, -M d}; zeros past
  * n_tok and cols. One thread per 4 elements, 8 lanes per 32-block (the grid covers nt_pad * cpad
- * / 4 threads exactly: cpad is a multiple of 128, nt_pad of 8). */
-template <bool Q4>
+ * / 4 threads exactly: cpad is a multiple of 128, nt_pad of 8). T: the weights' type, for the
+ * element order (q4_0, q4_x: the nibble fragments'), d's factor (q4_0: 1/16) and, for q4_x, the
+ * blocks' d * sum(q) [cpad / 32][nt_pad] after the pairs (the m term of d L + m). */
+template <int T>
 __global__ void __launch_bounds__(256) mmq8_quant_kernel(const float *x, const float *xb, int xmode,
                                                          int cols, int n_tok, int nt_pad, int cpad,
                                                          int8_t *xq, float *xd) {
@@ -548,20 +559,30 @@ __global__ void __launch_bounds__(256) mmq8_quant_kernel(const float *x, const f
     const int q2 = __float2int_rn(v.z * inv), q3 = __float2int_rn(v.w * inv);
     const uint32_t packed = (uint32_t)(q0 & 0xff) | (uint32_t)(q1 & 0xff) << 8 |
                             (uint32_t)(q2 & 0xff) << 16 | (uint32_t)(q3 & 0xff) << 24;
+    constexpr bool Q4 = T != GGX_TYPE_Q8_0;
     const int blk = e >> 5, grp = f & 7;
     const int pos = Q4 ? 8 * (grp & 3) + 4 * (grp >> 2) : 4 * grp;
     *reinterpret_cast<uint32_t *>(xq + (size_t)tok * cpad + 32 * blk + pos) = packed;
+    int qs = 0;
+    if (T == GGX_TYPE_Q4_X) { /* the block's sum of q (exact: |sum| <= 32 * 127) */
+        qs = q0 + q1 + q2 + q3;
+#pragma unroll
+        for (int o = 1; o < 8; o <<= 1) qs += __shfl_xor_sync(0xffffffffu, qs, o);
+    }
     if (grp == 0) {
         /* 22 significant bits (round to nearest), so that -1.5 * 2^23 * d is exact */
-        const float d = __uint_as_float((__float_as_uint(amax / 127.0f * (Q4 ? 0.0625f : 1.0f)) + 2u) & ~3u);
+        const float d = __uint_as_float(
+            (__float_as_uint(amax / 127.0f * (T == GGX_TYPE_Q4_0 ? 0.0625f : 1.0f)) + 2u) & ~3u);
         reinterpret_cast<float2 *>(xd)[(size_t)blk * nt_pad + tok] = make_float2(d, -12582912.0f * d);
+        if (T == GGX_TYPE_Q4_X) xd[(size_t)(cpad / 32) * nt_pad * 2 + (size_t)blk * nt_pad + tok] = d * (float)qs;
     }
 }
 
 template <int T, int NTL>
 __global__ void __launch_bounds__(MMQ_THREADS, 2) mmq8_kernel(const MmqArgs a) {
     using C = Cfg8<T, NTL>;
-    constexpr bool Q4 = C::Q4;
+    constexpr bool Q4 = C::Q4, QX = C::QX;
+    constexpr int SCH = QX ? 2 : 1; /* halves per block scale entry ({d, m} for q4_x) */
     constexpr int NS = C::NS, BM = C::BM, KT = C::KT, BPT = C::BPT, WROW = C::WROW;
     constexpr int WSTR = C::WSTR, XSTR = C::XSTR, NT = C::NT;
     constexpr int CPR = WROW / 16; /* 16-byte copies per row per tile */
@@ -594,10 +615,13 @@ __global__ void __launch_bounds__(MMQ_THREADS, 2) mmq8_kernel(const MmqArgs a) {
     /* scales (sc_async): one 4-byte word per thread and tile (BM * BPT / 2 == threads) */
     static_assert(BM * BPT / 2 == MMQ_THREADS, "one scale word per thread");
     const int sr = tid / (BPT / 2), swd = tid % (BPT / 2);
-    const __half *ssrc = wsc + (size_t)(rb0 + sr < rows ? rb0 + sr : rows - 1) * bpr + (size_t)tile0 * BPT + 2 * swd;
+    const __half *ssrc =
+        wsc + ((size_t)(rb0 + sr < rows ? rb0 + sr : rows - 1) * bpr + (size_t)tile0 * BPT + 2 * swd) * SCH;
     const int8_t *xsrc = a.xq + (size_t)(tid / (KT / 16)) * cpad + (size_t)tile0 * KT + (tid % (KT / 16)) * 16;
     const int xdst = (tid / (KT / 16)) * XSTR + (tid % (KT / 16)) * 16;
     const float *dsrc = a.xd + (size_t)tile0 * BPT * NT * 2 + 4 * tid;
+    /* q4_x: the blocks' d * sum(q) after all pairs (mmq8_quant_kernel) */
+    const float *ssum = a.xd + (size_t)a.n_tiles * BPT * NT * 2 + (size_t)tile0 * BPT * NT + 4 * tid;
 
     /* weight tile j (local) and its scales when 4-byte aligned (else load_sc / store_sc) */
     auto load_w = [&](int j) {
@@ -605,7 +629,9 @@ __global__ void __launch_bounds__(MMQ_THREADS, 2) mmq8_kernel(const MmqArgs a) {
         uint8_t *st = smem + (j % NS) * C::STAGE;
         if (a.sc_async) {
             const bool ok = (tile0 + j) * BPT + 2 * swd < bpr;
-            cp_async4(reinterpret_cast<__half *>(st + C::W_ST) + sr * BPT + 2 * swd, ok ? ssrc + j * BPT : wsc, ok);
+            __half *dst = reinterpret_cast<__half *>(st + C::W_ST) + (sr * BPT + 2 * swd) * SCH;
+            if (QX) cp_async8(dst, ok ? ssrc + j * BPT * SCH : wsc, ok);
+            else cp_async4(dst, ok ? ssrc + j * BPT : wsc, ok);
         }
         const size_t kb = (size_t)(tile0 + j) * WROW;
         const bool full = kb + WROW <= qrow;
@@ -627,12 +653,13 @@ __global__ void __launch_bounds__(MMQ_THREADS, 2) mmq8_kernel(const MmqArgs a) {
                 cp_async16(sx + xdst + i * (MMQ_THREADS / (KT / 16)) * XSTR,
                            xsrc + (size_t)i * (MMQ_THREADS / (KT / 16)) * cpad + (size_t)j * KT, true);
         if (tid < C::XDCH) cp_async16(sx + C::X_ST + 16 * tid, dsrc + (size_t)j * BPT * NT * 2, true);
+        if (QX && tid < C::XSCH) cp_async16(sx + C::X_ST + C::XD2_ST + 16 * tid, ssum + (size_t)j * BPT * NT, true);
     };
-    auto load_sc = [&](int j, __half (&v)[C::SCN]) {
-        mmq_load_sc<C::SCN, BPT>(a, wsc, rb0, rows, bpr, tile0, n_local, tid, j, v);
+    auto load_sc = [&](int j, __half (&v)[C::SCN]) { /* (q4_x: launched with sc_async only) */
+        if (!QX) mmq_load_sc<C::SCN, BPT>(a, wsc, rb0, rows, bpr, tile0, n_local, tid, j, v);
     };
     auto store_sc = [&](int j, const __half (&v)[C::SCN]) {
-        if (a.sc_async) return;
+        if (QX || a.sc_async) return;
         __half *ssc = reinterpret_cast<__half *>(smem + (j % NS) * C::STAGE + C::W_ST);
 #pragma unroll
         for (int i = 0; i < C::SCN; i++) ssc[tid + i * MMQ_THREADS] = v[i];
@@ -672,15 +699,24 @@ __global__ void __launch_bounds__(MMQ_THREADS, 2) mmq8_kernel(const MmqArgs a) {
 
         const uint8_t *st = smem + (j % NS) * C::STAGE;
         const uint8_t *wa = st + (warp * 16 + g) * WSTR;
-        const __half *sca = reinterpret_cast<const __half *>(st + C::W_ST) + (warp * 16 + g) * BPT;
+        const __half *sca = reinterpret_cast<const __half *>(st + C::W_ST) + (warp * 16 + g) * BPT * SCH;
         const uint8_t *xbp = st + C::W_ST + C::SC_ST + g * XSTR + 8 * t;
         const float *xdp = reinterpret_cast<const float *>(st + C::W_ST + C::SC_ST + C::X_ST) + 4 * t;
+        const float *xsp = reinterpret_cast<const float *>(st + C::W_ST + C::SC_ST + C::X_ST + C::XD2_ST) + 2 * t;
         const int left = (cols - (tile0 + j) * KT) / 32;
         const int nblk = left < BPT ? left : BPT;
-        /* one 32-block: A fragments, then every n tile: acc += d_w * (d_x * (q_w . q_x)) */
-        auto block = [&](const int b, const float d0, const float d1) {
+        /* one 32-block: A fragments, then every n tile: acc += d_w * (d_x * (q_w . q_x)) (q4_x:
+         * q_w the levels L, then acc += m_w * (d_x * sum(q_x))) */
+        auto block = [&](const int b, const float d0, const float d1, const float m0, const float m1) {
             uint32_t a0, a1, a2, a3;
-            if (Q4) {
+            if (QX) {
+                const uint32_t u0 = *reinterpret_cast<const uint32_t *>(wa + 16 * b + 4 * t);
+                const uint32_t u1 = *reinterpret_cast<const uint32_t *>(wa + 8 * WSTR + 16 * b + 4 * t);
+                a0 = ggx_cuda_q4x_levels4(u0 & 0x0F0F0F0Fu); /* levels 0..127: valid s8 */
+                a1 = ggx_cuda_q4x_levels4(u1 & 0x0F0F0F0Fu);
+                a2 = ggx_cuda_q4x_levels4((u0 >> 4) & 0x0F0F0F0Fu);
+                a3 = ggx_cuda_q4x_levels4((u1 >> 4) & 0x0F0F0F0Fu);
+            } else if (Q4) {
                 const uint32_t u0 = *reinterpret_cast<const uint32_t *>(wa + 16 * b + 4 * t);
                 const uint32_t u1 = *reinterpret_cast<const uint32_t *>(wa + 8 * WSTR + 16 * b + 4 * t);
                 a0 = ((u0 << 4) & 0xF0F0F0F0u) ^ 0x80808080u; /* 16 * (q - 8), low nibbles */
@@ -703,24 +739,46 @@ __global__ void __launch_bounds__(MMQ_THREADS, 2) mmq8_kernel(const MmqArgs a) {
                 acc[0][n][1] = fmaf(fmaf(__int_as_float(c[1]), dx.z, dx.w), d0, acc[0][n][1]);
                 acc[0][n][2] = fmaf(fmaf(__int_as_float(c[2]), dx.x, dx.y), d1, acc[0][n][2]);
                 acc[0][n][3] = fmaf(fmaf(__int_as_float(c[3]), dx.z, dx.w), d1, acc[0][n][3]);
+                if (QX) {
+                    const float2 sx = *reinterpret_cast<const float2 *>(xsp + b * NT + 8 * n);
+                    acc[0][n][0] = fmaf(m0, sx.x, acc[0][n][0]);
+                    acc[0][n][1] = fmaf(m0, sx.y, acc[0][n][1]);
+                    acc[0][n][2] = fmaf(m1, sx.x, acc[0][n][2]);
+                    acc[0][n][3] = fmaf(m1, sx.y, acc[0][n][3]);
+                }
             }
         };
         if (NTL <= 4 && nblk == BPT) {
             /* whole tile, unrolled without guards so the blocks' loads and mma chains
              * interleave; the scales of rows g and g + 8 as one 8-byte load each */
             static_assert(BPT == 4, "scale loads");
-            const uint2 s0 = *reinterpret_cast<const uint2 *>(sca), s1 = *reinterpret_cast<const uint2 *>(sca + 8 * BPT);
-            const float2 e0 = __half22float2(*reinterpret_cast<const __half2 *>(&s0.x));
-            const float2 e1 = __half22float2(*reinterpret_cast<const __half2 *>(&s0.y));
-            const float2 f0 = __half22float2(*reinterpret_cast<const __half2 *>(&s1.x));
-            const float2 f1 = __half22float2(*reinterpret_cast<const __half2 *>(&s1.y));
-            block(0, e0.x, f0.x);
-            block(1, e0.y, f0.y);
-            block(2, e1.x, f1.x);
-            block(3, e1.y, f1.y);
+            if (QX) { /* {d, m} of 4 blocks: 16 bytes per row */
+                const uint4 s0 = *reinterpret_cast<const uint4 *>(sca), s1 = *reinterpret_cast<const uint4 *>(sca + 8 * BPT * SCH);
+                const uint32_t w0[4] = {s0.x, s0.y, s0.z, s0.w}, w1[4] = {s1.x, s1.y, s1.z, s1.w};
+#pragma unroll
+                for (int b = 0; b < 4; b++) {
+                    const float2 p = __half22float2(*reinterpret_cast<const __half2 *>(&w0[b]));
+                    const float2 q = __half22float2(*reinterpret_cast<const __half2 *>(&w1[b]));
+                    block(b, p.x, q.x, p.y, q.y);
+                }
+            } else {
+                const uint2 s0 = *reinterpret_cast<const uint2 *>(sca), s1 = *reinterpret_cast<const uint2 *>(sca + 8 * BPT);
+                const float2 e0 = __half22float2(*reinterpret_cast<const __half2 *>(&s0.x));
+                const float2 e1 = __half22float2(*reinterpret_cast<const __half2 *>(&s0.y));
+                const float2 f0 = __half22float2(*reinterpret_cast<const __half2 *>(&s1.x));
+                const float2 f1 = __half22float2(*reinterpret_cast<const __half2 *>(&s1.y));
+                block(0, e0.x, f0.x, 0.0f, 0.0f);
+                block(1, e0.y, f0.y, 0.0f, 0.0f);
+                block(2, e1.x, f1.x, 0.0f, 0.0f);
+                block(3, e1.y, f1.y, 0.0f, 0.0f);
+            }
         } else {
 #pragma unroll 1
-            for (int b = 0; b < nblk; b++) block(b, __half2float(sca[b]), __half2float(sca[8 * BPT + b]));
+            for (int b = 0; b < nblk; b++) {
+                const __half *s0 = sca + b * SCH, *s1 = sca + 8 * BPT * SCH + b * SCH;
+                block(b, __half2float(s0[0]), __half2float(s1[0]), QX ? __half2float(s0[SCH - 1]) : 0.0f,
+                      QX ? __half2float(s1[SCH - 1]) : 0.0f);
+            }
         }
         /* tile j+NS-1's scales (odd cols / 32): their stage was last read in iteration j-1 */
         store_sc(j + NS - 1, scv);
@@ -890,7 +948,7 @@ bool launch8(cudaStream_t s, MmqArgs &a, const ggx_cuda_mv_mat *mats, size_t wei
     for (int k = 0; k < a.n_mats; k++) /* 32-bit offsets into the quants (mmq8_kernel) */
         if (ggx_cuda_qs_bytes((enum ggx_type)T, mats[k].rows, a.cols) >= ((size_t)1 << 32)) return false;
     if (!g_xq || C::SMEM > g_optin || (size_t)C::NT * cpad > MMQ8_XQ_BYTES ||
-        (size_t)C::NT * (cpad / 32) * 2 > MMQ8_XD_FLOATS)
+        (size_t)C::NT * (cpad / 32) * (C::QX ? 3 : 2) > MMQ8_XD_FLOATS || (C::QX && !a.sc_async))
         return false;
     if (!per_sm) {
         *err = cudaFuncSetAttribute(mmq8_kernel<T, NTL>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
@@ -912,7 +970,7 @@ bool launch8(cudaStream_t s, MmqArgs &a, const ggx_cuda_mv_mat *mats, size_t wei
     if (g_debug > 0) {
         g_debug--;
         fprintf(stderr, "mmq8: %s mats %d rows %d cols %d tok %d NT %d: %d row blocks x %d splits "
-                "(%d tiles each), %d blocks/SM, %d stages, %d B smem\n", T == GGX_TYPE_Q4_0 ? "q4_0" : "q8_0",
+                "(%d tiles each), %d blocks/SM, %d stages, %d B smem\n", ggx_type_name((enum ggx_type)T),
                 a.n_mats, a.total_rows, a.cols, a.n_tok, C::NT, n_rb, splits, a.tps, per_sm, C::NS, C::SMEM);
     }
     a.part = g_part;
@@ -921,7 +979,7 @@ bool launch8(cudaStream_t s, MmqArgs &a, const ggx_cuda_mv_mat *mats, size_t wei
     a.xd = g_xd;
     *err = [&]() -> cudaError_t {
         const unsigned qblocks = (unsigned)((size_t)C::NT * cpad / 4 / 256);
-        GGX_LAUNCH((mmq8_quant_kernel<C::Q4>), dim3(qblocks), 256, 0, s, a.x, a.xb, a.xmode, a.cols, a.n_tok,
+        GGX_LAUNCH((mmq8_quant_kernel<T>), dim3(qblocks), 256, 0, s, a.x, a.xb, a.xmode, a.cols, a.n_tok,
                    C::NT, (int)cpad, g_xq, g_xd);
         GGX_LAUNCH((mmq8_kernel<T, NTL>), dim3((unsigned)n_rb, (unsigned)splits), MMQ_THREADS, C::SMEM, s, a);
         return cudaGetLastError();
@@ -955,19 +1013,40 @@ cudaError_t launch_type(cudaStream_t s, MmqArgs &a, const ggx_cuda_mv_mat *mats,
     return launch_mt<T, 8, 1>(s, a, mats, wb);
 }
 
+/* q4_x: mmq8_kernel only (no bf16-activation kernel); false: nothing launched */
+bool launch_qx(cudaStream_t s, MmqArgs &a, const ggx_cuda_mv_mat *mats, size_t wb, cudaError_t *e) {
+    constexpr int T = GGX_TYPE_Q4_X;
+    const int nt = a.n_tok;
+    return nt <= 8    ? launch8<T, 1>(s, a, mats, wb, e)
+           : nt <= 16 ? launch8<T, 2>(s, a, mats, wb, e)
+           : nt <= 32 ? launch8<T, 4>(s, a, mats, wb, e)
+                      : launch8<T, 8>(s, a, mats, wb, e);
+}
+
+/* whether this many tokens run with int8 activations: mode 1 always, mode 2 (default) from
+ * g_int8_min (3) tokens */
+bool int8_for(int n_tok) {
+    const int mode = ggx_cuda_mv_int8_mode();
+    return g_int8 && (mode == 1 || (mode == 2 && n_tok >= g_int8_min));
+}
+
 } // namespace
 
 bool ggx_cuda_mmq_supported(enum ggx_type t, int64_t cols, int n_tok) {
     read_env();
-    return g_enabled && (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0) && cols >= 32 && cols % 32 == 0 &&
-           cols <= (int64_t)1 << 30 && n_tok >= g_min_tok && n_tok <= g_max_tok;
+    if (!g_enabled || cols < 32 || cols % 32 != 0 || cols > (int64_t)1 << 30 || n_tok < g_min_tok || n_tok > g_max_tok)
+        return false;
+    if (t == GGX_TYPE_Q8_0 || t == GGX_TYPE_Q4_0) return true;
+    /* q4_x: int8 activations only, and rows of an even number of blocks (their {d, m} pairs
+     * copied 8 bytes at a time); else the matvec / GEMM paths as before */
+    return t == GGX_TYPE_Q4_X && (cols / 32) % 2 == 0 && int8_for(n_tok < MMQ_MAX_TOK ? n_tok : MMQ_MAX_TOK);
 }
 
 cudaError_t ggx_cuda_mmq(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *mats, int n_mats,
                          const float *xa, const float *xb, int xmode, int cols, int n_tok) {
     if (n_mats < 1 || n_mats > GGX_CUDA_MV_MAX_MATS || n_tok < 1 || cols % 32 != 0)
         return cudaErrorInvalidValue;
-    if (t != GGX_TYPE_Q8_0 && t != GGX_TYPE_Q4_0) return cudaErrorInvalidValue;
+    if (t != GGX_TYPE_Q8_0 && t != GGX_TYPE_Q4_0 && t != GGX_TYPE_Q4_X) return cudaErrorInvalidValue;
     read_env();
     init_once(s);
     for (int t0 = 0; t0 < n_tok; t0 += MMQ_MAX_TOK) {
@@ -995,11 +1074,25 @@ cudaError_t ggx_cuda_mmq(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat 
         }
         /* int8 activations (mmq8_kernel): mode 1 always, mode 2 (default) from g_int8_min (3)
          * tokens; else bf16 x, as bf16 hi + mid + lo planes up to 16 tokens unless mode 1 */
-        const int mode = ggx_cuda_mv_int8_mode();
-        const bool int8 = g_int8 && (mode == 1 || (mode == 2 && a.n_tok >= g_int8_min));
-        const bool exact = mode != 1;
-        const cudaError_t e = t == GGX_TYPE_Q8_0 ? launch_type<GGX_TYPE_Q8_0>(s, a, mats, wb, exact, int8)
-                                                 : launch_type<GGX_TYPE_Q4_0>(s, a, mats, wb, exact, int8);
+        const bool int8 = int8_for(a.n_tok);
+        const bool exact = ggx_cuda_mv_int8_mode() != 1;
+        cudaError_t e = cudaSuccess;
+        if (t == GGX_TYPE_Q4_X) {
+            if (!int8 || !launch_qx(s, a, mats, wb, &e)) {
+                /* (a tail of fewer tokens, or a shape the scratch cannot hold): the matvec
+                 * kernels, 8 tokens per pass */
+                ggx_cuda_mv_mat m[GGX_CUDA_MV_MAX_MATS];
+                for (int k = 0; k < n_mats; k++) {
+                    m[k] = mats[k];
+                    m[k].y = a.y[k];
+                }
+                const ggx_cuda_mv_x xs = {a.x, a.xb, nullptr, xmode, 0.0f, nullptr, 0, nullptr};
+                e = ggx_cuda_mv_ex(s, t, m, n_mats, &xs, cols, a.n_tok);
+            }
+        } else {
+            e = t == GGX_TYPE_Q8_0 ? launch_type<GGX_TYPE_Q8_0>(s, a, mats, wb, exact, int8)
+                                   : launch_type<GGX_TYPE_Q4_0>(s, a, mats, wb, exact, int8);
+        }
         if (e != cudaSuccess) return e;
     }
     return cudaSuccess;

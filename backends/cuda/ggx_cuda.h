@@ -46,6 +46,13 @@ int ggx_cuda_set_tma_matvec(int mode);
  * an eager one, then a new capture). Returns
  * the resulting mode (0 where unsupported); a negative mode only returns the current one. */
 int ggx_cuda_set_persistent(int mode);
+/* The mLSTM decode step with one thread-block cluster per head (sm_90; the head norm through
+ * the cluster's shared memory): 1 for batches of 1-2 sequences (the default; GGX_CUDA_MLSTM_CL=
+ * 0|1|2 at first use sets it), 2 for every decode batch (the head norm fused at any batch size;
+ * slower at 32 sequences), 0 never (the per-block kernel with its last-block norm). Returns the
+ * resulting mode (0 where the device has no clusters); a negative mode only returns the current
+ * one. */
+int ggx_cuda_set_mlstm_cluster(int mode);
 /* Launches of the persistent kernel so far in this process, eager ones (graph replays are not
  * counted); tests check that it ran. */
 long long ggx_cuda_persistent_launches(void);
