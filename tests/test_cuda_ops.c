@@ -871,6 +871,12 @@ int main(void) {
     if (!san) test_mul_mat(GGX_TYPE_Q4_X, 300, 10944, 32);
     test_fused_layer(GGX_TYPE_Q4_X, 32);
     test_fused_chain(GGX_TYPE_Q4_X, 8);
+    /* small f32 products over 17-64 tokens (the gates at batch 32): small_f32_kernel, one launch
+     * (its soft-cap epilogue: the fused layers at 32 tokens) */
+    test_mul_mat(GGX_TYPE_F32, 40, 4096, 32);
+    test_mul_mat(GGX_TYPE_F32, 64, 1000, 17);
+    test_mul_mat(GGX_TYPE_F32, 12, 352, 64);
+    test_fused_layer(GGX_TYPE_Q8_0, 32);
     /* a whole decode layer: 1-2 tokens take the norm / residual fusions, 5 the plain path */
     for (int ti = 0; ti < 5; ti++) {
         test_fused_layer(types[ti], 1);

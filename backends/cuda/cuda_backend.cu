@@ -446,6 +446,8 @@ bool use_mv(const ggx_tensor *n) {
     const int lim = n->src[0]->type == GGX_TYPE_BF16 && g_mv_max_tokens == 16 ? 3 : g_mv_max_tokens;
     const enum ggx_type wt = n->src[0]->type;
     if (ggx_cuda_mmq_supported(wt, t_cols(n->src[0]), (int)nt)) return true; /* via ggx_cuda_mv */
+    if (wt == GGX_TYPE_F32 && ggx_cuda_mv_small_f32(t_rows(n->src[0]), t_cols(n->src[0]), (int)nt))
+        return true; /* the gates: small_f32_kernel via ggx_cuda_mv */
     return nt <= lim && ggx_cuda_mv_supported(wt, t_cols(n->src[0]));
 }
 
@@ -811,7 +813,7 @@ ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
                                      (int)t_nel(n->src[1]), f32p(n)), "get_rows");
         return GGX_OK;
     case GGX_OP_MUL_MAT: {
-        if (!use_mv(n)) return run_gemm(c, n);
+        if (!use_mv(n)) return skipped(c, n, n->src[0]->name) ? GGX_OK : run_gemm(c, n);
         /* x: the input, or the input of a virtual RMS_NORM (normalized while staged) */
         const int vr = find_vrms(c, n->src[1]);
         ggx_cuda_mv_x xs = {f32p(n->src[1]), nullptr, nullptr, GGX_CUDA_X_PLAIN, 0.0f, nullptr, 0, nullptr};

@@ -288,6 +288,9 @@ int ggx_cuda_mv_tma(void);
 bool ggx_cuda_mv_int8_x(void);
 /* Whether the mv kernels handle this type / column count (else the GEMM path is used). */
 bool ggx_cuda_mv_supported(enum ggx_type t, int64_t cols);
+/* f32 matrices this small (rows <= GGX_CUDA_MV_SIDE_ROWS) over 17..64 tokens: one launch of
+ * small_f32_kernel (ggx_cuda_mv_ex with plain x), where the GEMM path would take cuBLAS */
+bool ggx_cuda_mv_small_f32(int64_t rows, int64_t cols, int n_tok);
 
 /* Quantized weights (q8_0, q4_0) times a small batch of tokens on tensor cores (cuda_mmq.cu):
  * same contract as ggx_cuda_mv (several matrices, the fused x transform, the soft-cap epilogue),

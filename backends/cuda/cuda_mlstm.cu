@@ -336,7 +336,7 @@ struct step_ctx {
  * updated, read out, stored. */
 template <int VEC, int WARPS, int RPT, int MINB>
 __global__ void __launch_bounds__(WARPS * 32, MINB) mlstm_step_kernel(const ggx_cuda_mlstm_args a,
-                                                                       const ggx_cuda_mlstm_head_norm hnf) {
+                                                                       const ggx_cuda_mlstm_head_norm hnf, int diag) {
     using ctx_t = step_ctx<VEC, WARPS>;
     __shared__ typename ctx_t::smem sm;
     ctx_t x;
@@ -344,7 +344,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) mlstm_step_kernel(const ggx_
     float c[RPT][VEC];
 #pragma unroll
     for (int r = 0; r < RPT; r++) {
-        if (r < x.nr) c_load<VEC>(x.Cb + r * x.rstep, x.vok, c[r]);
+        if (r < x.nr && !(diag & 1)) c_load<VEC>(x.Cb + r * x.rstep, x.vok, c[r]);
         else
 #pragma unroll
             for (int e = 0; e < VEC; e++) c[r][e] = 0.0f;
@@ -353,6 +353,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) mlstm_step_kernel(const ggx_
     /* PDL: the batch table, C, n and m were read above while the previous kernel still ran
      * (nothing in this step writes them before this kernel); q, k, v and the gates are its output */
     GGX_PDL_ENTER();
+    if (diag & 4) return;
     float vj[VEC], fp, ip, m_new, qn;
     size_t v_base;
     const int prev = x.token(a, hnf, sm, vj, fp, ip, m_new, qn, v_base);
@@ -378,7 +379,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) mlstm_step_kernel(const ggx_
     asm volatile("mov.b64 %0, %1;" : "=l"(Cs) : "l"(x.Cb));
 #pragma unroll
     for (int r = 0; r < RPT; r++)
-        if (r < x.nr) c_store<VEC>(Cs + r * x.rstep, x.vok, c[r]);
+        if (r < x.nr && !(diag & 2)) c_store<VEC>(Cs + r * x.rstep, x.vok, c[r]);
     __syncthreads(); /* is_last */
     x.last(a, hnf, sm, m_new, v_base);
 }
@@ -845,15 +846,26 @@ int rec_variant() {
     return v;
 }
 
+/* GGX_CUDA_MLSTM_DIAG (measurements only: the results are wrong), mlstm_step_kernel (so with
+ * GGX_CUDA_MLSTM_CL=0 at 1-2 sequences): bits 1 no C loads, 2 no C stores, 4 return right after
+ * the PDL wait. What they showed is in docs/cuda.md ("MLSTM, decode"). */
+int step_diag() {
+    static const int v = [] {
+        const char *e = getenv("GGX_CUDA_MLSTM_DIAG");
+        return e && *e ? atoi(e) : 0;
+    }();
+    return v;
+}
+
 template <int VEC, int WARPS, int MINB>
 cudaError_t launch_step(cudaStream_t st, const ggx_cuda_mlstm_args *a, const ggx_cuda_mlstm_head_norm &hnf) {
     dim3 grid((unsigned)((a->dv + 32 * VEC - 1) / (32 * VEC)), (unsigned)a->nh, (unsigned)a->n_seqs);
     const int rpt = (a->dqk + WARPS - 1) / WARPS;
-    if (rpt <= 4) GGX_LAUNCH((mlstm_step_kernel<VEC, WARPS, 4, MINB>), grid, WARPS * 32, 0, st, *a, hnf);
-    else if (rpt <= 8) GGX_LAUNCH((mlstm_step_kernel<VEC, WARPS, 8, MINB>), grid, WARPS * 32, 0, st, *a, hnf);
-    else if (rpt <= 16) GGX_LAUNCH((mlstm_step_kernel<VEC, WARPS, 16, MINB>), grid, WARPS * 32, 0, st, *a, hnf);
+    if (rpt <= 4) GGX_LAUNCH((mlstm_step_kernel<VEC, WARPS, 4, MINB>), grid, WARPS * 32, 0, st, *a, hnf, step_diag());
+    else if (rpt <= 8) GGX_LAUNCH((mlstm_step_kernel<VEC, WARPS, 8, MINB>), grid, WARPS * 32, 0, st, *a, hnf, step_diag());
+    else if (rpt <= 16) GGX_LAUNCH((mlstm_step_kernel<VEC, WARPS, 16, MINB>), grid, WARPS * 32, 0, st, *a, hnf, step_diag());
     else if constexpr (WARPS * 32 >= ML_MAX_DQK)
-        GGX_LAUNCH((mlstm_step_kernel<VEC, WARPS, ML_MAX_DQK / WARPS, MINB>), grid, WARPS * 32, 0, st, *a, hnf);
+        GGX_LAUNCH((mlstm_step_kernel<VEC, WARPS, ML_MAX_DQK / WARPS, MINB>), grid, WARPS * 32, 0, st, *a, hnf, step_diag());
     return cudaGetLastError();
 }
 

@@ -139,6 +139,12 @@ static ggx_tensor *leaf(bgraph *b, enum ggx_type t, int64_t d0, int64_t d1, void
     x->data = data;
     return x;
 }
+/* a weight leaf, named like the model's weights (GGX_CUDA_SKIP matches these names) */
+static ggx_tensor *wleaf(bgraph *b, const char *name, enum ggx_type t, int64_t d0, int64_t d1, void *data) {
+    ggx_tensor *x = leaf(b, t, d0, d1, data);
+    snprintf(x->name, sizeof x->name, "%s", name);
+    return x;
+}
 static ggx_tensor *op(bgraph *b, enum ggx_op o, int64_t d0, int64_t d1, void *out, ggx_tensor *a,
                       ggx_tensor *c) {
     ggx_tensor *x = leaf(b, GGX_TYPE_F32, d0, d1, out);
@@ -183,17 +189,17 @@ static void build_graph(bgraph *b, const model_w *m, int T, int n_seqs, void **i
 
     ggx_tensor *tids = leaf(b, GGX_TYPE_I32, T, 1, *ids_dev);
     tids->n_dims = 1;
-    ggx_tensor *tx = op(b, GGX_OP_GET_ROWS, T, E, x, leaf(b, t, VOCAB, E, m->emb), tids);
+    ggx_tensor *tx = op(b, GGX_OP_GET_ROWS, T, E, x, wleaf(b, "embeddings.weight", t, VOCAB, E, m->emb), tids);
     for (int L = 0; L < n_layers; L++) {
         const layer_w *l = &m->l[L];
         ggx_tensor *txn = op(b, GGX_OP_RMS_NORM, T, E, xn, tx, leaf(b, GGX_TYPE_F32, 1, E, l->norm_mlstm));
         txn->f[0] = 1e-6f;
-        ggx_tensor *tq = op(b, GGX_OP_MUL_MAT, T, NH * DQK, q, leaf(b, t, NH * DQK, E, l->q), txn);
-        ggx_tensor *tk = op(b, GGX_OP_MUL_MAT, T, NH * DQK, k, leaf(b, t, NH * DQK, E, l->k), txn);
-        ggx_tensor *tv = op(b, GGX_OP_MUL_MAT, T, NH * DV, v, leaf(b, t, NH * DV, E, l->v), txn);
-        ggx_tensor *to = op(b, GGX_OP_MUL_MAT, T, E, o, leaf(b, t, E, E, l->o), txn);
-        ggx_tensor *ti = op(b, GGX_OP_MUL_MAT, T, NH, ip, leaf(b, GGX_TYPE_F32, NH, E, l->wi), txn);
-        ggx_tensor *tf = op(b, GGX_OP_MUL_MAT, T, NH, fp, leaf(b, GGX_TYPE_F32, NH, E, l->wf), txn);
+        ggx_tensor *tq = op(b, GGX_OP_MUL_MAT, T, NH * DQK, q, wleaf(b, "q.weight", t, NH * DQK, E, l->q), txn);
+        ggx_tensor *tk = op(b, GGX_OP_MUL_MAT, T, NH * DQK, k, wleaf(b, "k.weight", t, NH * DQK, E, l->k), txn);
+        ggx_tensor *tv = op(b, GGX_OP_MUL_MAT, T, NH * DV, v, wleaf(b, "v.weight", t, NH * DV, E, l->v), txn);
+        ggx_tensor *to = op(b, GGX_OP_MUL_MAT, T, E, o, wleaf(b, "ogate_preact.weight", t, E, E, l->o), txn);
+        ggx_tensor *ti = op(b, GGX_OP_MUL_MAT, T, NH, ip, wleaf(b, "igate_preact.weight", GGX_TYPE_F32, NH, E, l->wi), txn);
+        ggx_tensor *tf = op(b, GGX_OP_MUL_MAT, T, NH, fp, wleaf(b, "fgate_preact.weight", GGX_TYPE_F32, NH, E, l->wf), txn);
         ggx_tensor *tig = op(b, GGX_OP_SOFT_CAP, T, NH, ig, ti, leaf(b, GGX_TYPE_F32, 1, NH, l->bi));
         tig->f[0] = 15.0f;
         ggx_tensor *tfg = op(b, GGX_OP_SOFT_CAP, T, NH, fg, tf, leaf(b, GGX_TYPE_F32, 1, NH, l->bf));
@@ -208,14 +214,14 @@ static void build_graph(bgraph *b, const model_w *m, int T, int n_seqs, void **i
         thn->i[0] = NH;
         thn->f[0] = 1e-6f;
         ggx_tensor *ty = op(b, GGX_OP_SIGMOID_MUL, T, E, y, to, thn);
-        ggx_tensor *ta = op(b, GGX_OP_MUL_MAT, T, E, a, leaf(b, t, E, NH * DV, l->out), ty);
+        ggx_tensor *ta = op(b, GGX_OP_MUL_MAT, T, E, a, wleaf(b, "out_proj.weight", t, E, NH * DV, l->out), ty);
         tx = op(b, GGX_OP_ADD, T, E, x, tx, ta); /* in place: elementwise */
         ggx_tensor *tz = op(b, GGX_OP_RMS_NORM, T, E, xn, tx, leaf(b, GGX_TYPE_F32, 1, E, l->norm_ffn));
         tz->f[0] = 1e-6f;
-        ggx_tensor *tg = op(b, GGX_OP_MUL_MAT, T, FF, gg, leaf(b, t, FF, E, l->up_gate), tz);
-        ggx_tensor *tu = op(b, GGX_OP_MUL_MAT, T, FF, uu, leaf(b, t, FF, E, l->up), tz);
+        ggx_tensor *tg = op(b, GGX_OP_MUL_MAT, T, FF, gg, wleaf(b, "proj_up_gate.weight", t, FF, E, l->up_gate), tz);
+        ggx_tensor *tu = op(b, GGX_OP_MUL_MAT, T, FF, uu, wleaf(b, "proj_up.weight", t, FF, E, l->up), tz);
         ggx_tensor *ts = op(b, GGX_OP_SWIGLU, T, FF, ss, tg, tu);
-        ggx_tensor *td = op(b, GGX_OP_MUL_MAT, T, E, a, leaf(b, t, E, FF, l->down), ts);
+        ggx_tensor *td = op(b, GGX_OP_MUL_MAT, T, E, a, wleaf(b, "proj_down.weight", t, E, FF, l->down), ts);
         tx = op(b, GGX_OP_ADD, T, E, x, tx, td);
     }
     ggx_tensor *tlast = leaf(b, GGX_TYPE_I32, n_seqs, 1, *last_dev);
@@ -223,7 +229,7 @@ static void build_graph(bgraph *b, const model_w *m, int T, int n_seqs, void **i
     ggx_tensor *txl = op(b, GGX_OP_GET_ROWS, n_seqs, E, xl, tx, tlast);
     ggx_tensor *txo = op(b, GGX_OP_RMS_NORM, n_seqs, E, xl, txl, leaf(b, GGX_TYPE_F32, 1, E, m->out_norm));
     txo->f[0] = 1e-6f;
-    ggx_tensor *tl = op(b, GGX_OP_MUL_MAT, n_seqs, VOCAB, lg, leaf(b, t, VOCAB, E, m->lm_head), txo);
+    ggx_tensor *tl = op(b, GGX_OP_MUL_MAT, n_seqs, VOCAB, lg, wleaf(b, "lm_head.weight", t, VOCAB, E, m->lm_head), txo);
     *logits = op(b, GGX_OP_SOFT_CAP, n_seqs, VOCAB, lg, tl, NULL);
     (*logits)->f[0] = 30.0f;
 }
