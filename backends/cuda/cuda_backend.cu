@@ -86,9 +86,10 @@ struct Ctx {
     int n_vrms;
     int chunkwise; /* GGX_CUDA_CHUNKWISE=0: mLSTM prefill token by token only */
     /* GGX_CUDA_SKIP (measurement only; results are wrong): comma-separated names whose launches
-     * are left out of graphs of at most 64 tokens per product (decode): a matvec group whose first weight's
-     * name contains one, "@step" the mLSTM decode step, "@norm" its fused head norm. What a
-     * launch costs inside a replayed step (PDL overlap included) is the step time it saves. */
+     * are left out of graphs of at most 64 tokens per product (decode): a product (group) whose
+     * first weight's name contains one, "@step" the mLSTM decode step, "@norm" its fused head
+     * norm. What a launch costs inside a replayed step (PDL overlap included) is the step time
+     * it saves. */
     char skip[160];
     void *mlstm_scratch;
     size_t mlstm_scratch_size;

@@ -791,6 +791,12 @@ __global__ void __launch_bounds__(MMQ_THREADS, 2) mmq8_kernel(const MmqArgs a) {
 int g_enabled = -1;           /* GGX_CUDA_MMQ (read once): 0 turns the kernel off */
 int g_min_tok = 2, g_max_tok = 64;
 int g_split_mode = 1;         /* GGX_CUDA_MMQ_SPLIT: 1 fill the last wave, 0 the first policy */
+/* mmq8_kernel's split policy (GGX_CUDA_MMQ_FIXED=F, 0: mmq_kernel's): the split count with the
+ * least waves x (K tiles per block + F), F a block's fixed cost (prologue, epilogue, split-K sums)
+ * in tiles of streaming. Measured (H100, 7B, session 7), F = 4 vs filling the last wave: q8_0
+ * batch 8 / 32 / 64 -3.7 / -7.4 / -1.9% ms/step (q/k/v/o at 32 tokens: 96 row blocks x 2 splits
+ * of 16 tiles instead of x 8 of 4), q4_0 -1.8 / +1.6 / -8.2%. */
+int g_split_fixed = 4;
 int g_debug = 0;              /* GGX_CUDA_MMQ_DEBUG: print the first N launches' shapes */
 int g_optin = 0;              /* shared memory a block may opt in to */
 int g_n_sm = 0;
@@ -822,6 +828,7 @@ void read_env() {
     if ((e = getenv("GGX_CUDA_MMQ_MIN")) && atoi(e) >= 2) g_min_tok = atoi(e);
     if ((e = getenv("GGX_CUDA_MMQ_MAX")) && atoi(e) >= 2) g_max_tok = atoi(e);
     if ((e = getenv("GGX_CUDA_MMQ_SPLIT"))) g_split_mode = atoi(e) != 0;
+    if ((e = getenv("GGX_CUDA_MMQ_FIXED"))) g_split_fixed = atoi(e) > 0 ? atoi(e) : 0;
     if ((e = getenv("GGX_CUDA_MMQ_DEBUG"))) g_debug = atoi(e);
     if ((e = getenv("GGX_CUDA_MMQ_INT8"))) g_int8 = atoi(e) != 0;
     if ((e = getenv("GGX_CUDA_MMQ_INT8_MIN")) && atoi(e) >= 2) g_int8_min = atoi(e);
@@ -862,8 +869,9 @@ void init_once(cudaStream_t s) {
  * stream for about the same time each, so a grid of 1.1 waves takes as long as 2 full ones: the
  * split count (1..8) is the one that fills the last wave best (slots = resident blocks per SM x
  * SMs), with >= 2 tiles per split and the partials' traffic under a quarter of the weights'.
- * GGX_CUDA_MMQ_SPLIT=0: the first policy (split until there are 2 blocks per SM), for A/B runs. */
-int pick_splits(MmqArgs &a, int n_rb, int per_sm, size_t weight_bytes) {
+ * GGX_CUDA_MMQ_SPLIT=0: the first policy (split until there are 2 blocks per SM), for A/B runs.
+ * fixed > 0 (mmq8_kernel, g_split_fixed): the least waves x (tiles per block + fixed) instead. */
+int pick_splits(MmqArgs &a, int n_rb, int per_sm, size_t weight_bytes, int fixed) {
     const int slots = per_sm * (g_n_sm ? g_n_sm : 132);
     int max_s = 1;
     if (g_part && n_rb <= MMQ_COUNTERS) {
@@ -875,7 +883,14 @@ int pick_splits(MmqArgs &a, int n_rb, int per_sm, size_t weight_bytes) {
         if (max_s < 1) max_s = 1;
     }
     int splits = 1;
-    if (g_split_mode == 0) {
+    if (fixed > 0) { /* a block's fixed cost as F tiles of streaming: fewer, longer blocks */
+        double best = 1e30;
+        for (int sp = 1; sp <= max_s; sp++) {
+            const long blocks = (long)n_rb * sp, waves = (blocks + slots - 1) / slots;
+            const double cost = (double)waves * ((a.n_tiles + sp - 1) / sp + fixed);
+            if (cost < best) best = cost, splits = sp;
+        }
+    } else if (g_split_mode == 0) {
         const int want = 2 * (g_n_sm ? g_n_sm : 132);
         if (n_rb < want) splits = (want + n_rb - 1) / n_rb;
         if (splits > max_s) splits = max_s;
@@ -916,7 +931,7 @@ cudaError_t launch(cudaStream_t s, MmqArgs &a, const ggx_cuda_mv_mat *mats, size
     }
     a.block_start[a.n_mats] = n_rb;
     a.n_tiles = (a.cols + C::KT - 1) / C::KT;
-    const int splits = pick_splits(a, n_rb, per_sm, weight_bytes);
+    const int splits = pick_splits(a, n_rb, per_sm, weight_bytes, 0);
     if (g_debug > 0) { /* GGX_CUDA_MMQ_DEBUG=N: the shapes of the first N launches */
         g_debug--;
         fprintf(stderr, "mmq: %s mats %d rows %d cols %d tok %d NT %d S %d: %d row blocks x %d splits "
@@ -966,7 +981,7 @@ bool launch8(cudaStream_t s, MmqArgs &a, const ggx_cuda_mv_mat *mats, size_t wei
     }
     a.block_start[a.n_mats] = n_rb;
     a.n_tiles = n_tiles;
-    const int splits = pick_splits(a, n_rb, per_sm, weight_bytes);
+    const int splits = pick_splits(a, n_rb, per_sm, weight_bytes, g_split_fixed);
     if (g_debug > 0) {
         g_debug--;
         fprintf(stderr, "mmq8: %s mats %d rows %d cols %d tok %d NT %d: %d row blocks x %d splits "
