@@ -88,27 +88,8 @@ bool ggx_cuda_pk_add_mv(enum ggx_type t, const struct ggx_cuda_mv_mat *mats, int
                         const struct ggx_cuda_mv_x *xs, int cols, int n_tok);
 bool ggx_cuda_pk_add_mlstm(const struct ggx_cuda_mlstm_args *a, const struct ggx_cuda_mlstm_head_norm *hn);
 
-template <typename... KArgs, typename... Args>
-static inline cudaError_t ggx_cuda_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block,
-                                          size_t smem, cudaStream_t s, Args... args) {
-    if (g_ggx_pk_pending) {
-        const cudaError_t e = ggx_cuda_pk_flush();
-        if (e != cudaSuccess) return e;
-    }
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid;
-    cfg.blockDim = block;
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = s;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = g_ggx_cuda_pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, kernel, args...);
-}
 /* ggx_cuda_launch with thread-block clusters of cluster_x blocks along x (sm_90; the caller
- * checks that the device launches clusters and that the kernel may use that size) */
+ * checks that the device launches clusters and that the kernel may use that size); 0: none */
 template <typename... KArgs, typename... Args>
 static inline cudaError_t ggx_cuda_launch_cluster(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
                                                   cudaStream_t s, unsigned cluster_x, Args... args) {
@@ -122,15 +103,25 @@ static inline cudaError_t ggx_cuda_launch_cluster(void (*kernel)(KArgs...), dim3
     cfg.dynamicSmemBytes = smem;
     cfg.stream = s;
     cudaLaunchAttribute attr[2];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = cluster_x;
-    attr[0].val.clusterDim.y = 1;
-    attr[0].val.clusterDim.z = 1;
-    attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[1].val.programmaticStreamSerializationAllowed = 1;
+    unsigned n = 0;
+    if (g_ggx_cuda_pdl) {
+        attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[n++].val.programmaticStreamSerializationAllowed = 1;
+    }
+    if (cluster_x) {
+        attr[n].id = cudaLaunchAttributeClusterDimension;
+        attr[n].val.clusterDim.x = cluster_x;
+        attr[n].val.clusterDim.y = 1;
+        attr[n++].val.clusterDim.z = 1;
+    }
     cfg.attrs = attr;
-    cfg.numAttrs = g_ggx_cuda_pdl ? 2 : 1;
+    cfg.numAttrs = n;
     return cudaLaunchKernelEx(&cfg, kernel, args...);
+}
+template <typename... KArgs, typename... Args>
+static inline cudaError_t ggx_cuda_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block,
+                                          size_t smem, cudaStream_t s, Args... args) {
+    return ggx_cuda_launch_cluster(kernel, grid, block, smem, s, 0u, args...);
 }
 /* launch or return the error from the calling function */
 #define GGX_LAUNCH(kernel, grid, block, smem, stream, ...)                                      \

@@ -810,12 +810,7 @@ cudaError_t ggx_cuda_mv(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_mat *
  * (from L2), then block sums and the soft-cap epilogue. Replaces, from 17 tokens, two cuBLAS
  * SGEMMs and two soft-cap launches per layer (21 us of a batch-32 step's layer on the H100). */
 struct SmallF32 {
-    const float *w[GGX_CUDA_MV_MAX_MATS];
-    float *y[GGX_CUDA_MV_MAX_MATS];
-    int rows[GGX_CUDA_MV_MAX_MATS];
-    int epi[GGX_CUDA_MV_MAX_MATS];
-    float cap[GGX_CUDA_MV_MAX_MATS];
-    const float *bias[GGX_CUDA_MV_MAX_MATS];
+    ggx_cuda_mv_mat m[GGX_CUDA_MV_MAX_MATS]; /* f32 weights, outputs, epilogues */
     int n_mats;
     const float *x;
     int cols, n_tok;
@@ -825,9 +820,10 @@ __global__ void __launch_bounds__(256) small_f32_kernel(const SmallF32 a) {
     GGX_PDL_ENTER();
     __shared__ float red[8][8];
     int r = (int)blockIdx.x, mi = 0;
-    while (mi + 1 < a.n_mats && r >= a.rows[mi]) r -= a.rows[mi++];
+    while (mi + 1 < a.n_mats && r >= a.m[mi].rows) r -= a.m[mi++].rows;
+    const ggx_cuda_mv_mat &m = a.m[mi];
     const int t0 = (int)blockIdx.y * 8, nt = a.n_tok - t0 < 8 ? a.n_tok - t0 : 8;
-    const float *w = a.w[mi] + (size_t)r * a.cols;
+    const float *w = static_cast<const float *>(m.w) + (size_t)r * a.cols;
     float acc[8];
 #pragma unroll
     for (int t = 0; t < 8; t++) acc[t] = 0.0f;
@@ -856,11 +852,11 @@ __global__ void __launch_bounds__(256) small_f32_kernel(const SmallF32 a) {
         const int t = (int)threadIdx.x;
         float v = 0.0f;
         for (int q = 0; q < 8; q++) v += red[q][t];
-        if (a.epi[mi]) {
-            v += a.bias[mi] ? a.bias[mi][r] : 0.0f;
-            v = ggx_cuda_soft_cap_v(v, a.cap[mi]);
+        if (m.epi) {
+            v += m.bias ? m.bias[r] : 0.0f;
+            v = ggx_cuda_soft_cap_v(v, m.cap);
         }
-        a.y[mi][(size_t)(t0 + t) * a.rows[mi] + r] = v;
+        m.y[(size_t)(t0 + t) * m.rows + r] = v;
     }
 }
 
@@ -889,14 +885,7 @@ cudaError_t ggx_cuda_mv_ex(cudaStream_t s, enum ggx_type t, const ggx_cuda_mv_ma
     if (small) {
         SmallF32 a;
         memset(&a, 0, sizeof a);
-        for (int k = 0; k < n_mats; k++) {
-            a.w[k] = static_cast<const float *>(mats[k].w);
-            a.y[k] = mats[k].y;
-            a.rows[k] = mats[k].rows;
-            a.epi[k] = mats[k].epi;
-            a.cap[k] = mats[k].cap;
-            a.bias[k] = mats[k].bias;
-        }
+        memcpy(a.m, mats, sizeof(ggx_cuda_mv_mat) * (size_t)n_mats);
         a.n_mats = n_mats;
         a.x = xs->a;
         a.cols = cols;
