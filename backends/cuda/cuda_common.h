@@ -130,6 +130,29 @@ static inline cudaError_t ggx_cuda_launch(void (*kernel)(KArgs...), dim3 grid, d
         if (le_ != cudaSuccess) return le_;                                                     \
     } while (0)
 
+/* int8 activations, ggml q8_1 style: four consecutive floats of a 32-block quantized with the
+ * block's scale d = amax / 127. The block's 8 words sit in 8 consecutive lanes (aligned to 8),
+ * which share amax by shuffles, so every lane of the warp must call these. q8_block4 returns
+ * the quants (in -127..127) and the block's amax; q8_block_sum adds an int over the 8 lanes;
+ * q8_pack4 packs the quants into one word (byte i = element i). */
+__device__ __forceinline__ int4 ggx_cuda_q8_block4(const float4 v, float &amax) {
+    amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+#pragma unroll
+    for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    return make_int4(__float2int_rn(v.x * inv), __float2int_rn(v.y * inv), __float2int_rn(v.z * inv),
+                     __float2int_rn(v.w * inv));
+}
+__device__ __forceinline__ int ggx_cuda_q8_block_sum(int v) {
+#pragma unroll
+    for (int o = 1; o < 8; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ uint32_t ggx_cuda_q8_pack4(const int4 q) {
+    return (uint32_t)(q.x & 0xff) | (uint32_t)(q.y & 0xff) << 8 | (uint32_t)(q.z & 0xff) << 16 |
+           (uint32_t)(q.w & 0xff) << 24;
+}
+
 /* Sum over the block (blockDim.x a multiple of 32, <= 1024); every thread gets the result.
  * sh: one float per warp; may be reused right after (the leading barrier). */
 __device__ __forceinline__ float ggx_cuda_block_sum(float v, float *sh) {

@@ -319,16 +319,8 @@ struct step_ctx {
     __device__ __forceinline__ void last(const ggx_cuda_mlstm_args &a, const ggx_cuda_mlstm_head_norm &hnf,
                                          smem &sm, float m_new, size_t v_base) {
         if (!sm.is_last) return;
-        if (iv) np[tid] = n_own;
-        if (tid == 0) {
-            *mp = m_new;
-            a.counters[s * nh + h] = 0;
-        }
-        if (!hnf.hn) return;
-        /* the head's h is complete: its LayerNorm (the HEAD_NORM node) */
-        __threadfence();
-        mlstm_head_norm<NT>(a.h + v_base, hnf.hn + v_base, hnf.w + (size_t)h * dv, dv, hnf.eps, tid,
-                            [&](float v) { return ggx_cuda_block_sum(v, sm.qn); });
+        mlstm_last_block<NT>(a, hnf, s, h, tid, np, mp, n_own, m_new, v_base,
+                             [&](float v) { return ggx_cuda_block_sum(v, sm.qn); });
     }
 };
 

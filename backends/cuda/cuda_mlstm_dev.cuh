@@ -49,5 +49,22 @@ __device__ __forceinline__ void mlstm_head_norm(const float *h, float *hn, const
     for (int col = tid + HK * NT; col < dv; col += NT) hn[col] = ((__ldcg(h + col) - mean) * inv) * w[col];
 }
 
+/* The last block of a (sequence, head) after a decode step (every block counted): n and m
+ * written back, the head's counter reset, and with the fused norm (hnf.hn) the head's LayerNorm
+ * once its h is complete (fenced first). Every thread tid < NT of the block calls it. */
+template <int NT, typename BlockSum>
+__device__ __forceinline__ void mlstm_last_block(const ggx_cuda_mlstm_args &a, const ggx_cuda_mlstm_head_norm &hnf,
+                                                 int s, int h, int tid, float *np, float *mp, float n_own,
+                                                 float m_new, size_t v_base, BlockSum bsum) {
+    if (tid < a.dqk) np[tid] = n_own;
+    if (tid == 0) {
+        *mp = m_new;
+        a.counters[s * a.nh + h] = 0;
+    }
+    if (!hnf.hn) return;
+    __threadfence();
+    mlstm_head_norm<NT>(a.h + v_base, hnf.hn + v_base, hnf.w + (size_t)h * a.dv, a.dv, hnf.eps, tid, bsum);
+}
+
 } // namespace
 #endif

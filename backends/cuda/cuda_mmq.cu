@@ -551,24 +551,14 @@ __global__ void __launch_bounds__(256) mmq8_quant_kernel(const float *x, const f
             v.w = xform(xmode, v.w, b.w);
         }
     }
-    float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
-#pragma unroll
-    for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    const int q0 = __float2int_rn(v.x * inv), q1 = __float2int_rn(v.y * inv);
-    const int q2 = __float2int_rn(v.z * inv), q3 = __float2int_rn(v.w * inv);
-    const uint32_t packed = (uint32_t)(q0 & 0xff) | (uint32_t)(q1 & 0xff) << 8 |
-                            (uint32_t)(q2 & 0xff) << 16 | (uint32_t)(q3 & 0xff) << 24;
+    float amax;
+    const int4 q = ggx_cuda_q8_block4(v, amax);
     constexpr bool Q4 = T != GGX_TYPE_Q8_0;
     const int blk = e >> 5, grp = f & 7;
     const int pos = Q4 ? 8 * (grp & 3) + 4 * (grp >> 2) : 4 * grp;
-    *reinterpret_cast<uint32_t *>(xq + (size_t)tok * cpad + 32 * blk + pos) = packed;
-    int qs = 0;
-    if (T == GGX_TYPE_Q4_X) { /* the block's sum of q (exact: |sum| <= 32 * 127) */
-        qs = q0 + q1 + q2 + q3;
-#pragma unroll
-        for (int o = 1; o < 8; o <<= 1) qs += __shfl_xor_sync(0xffffffffu, qs, o);
-    }
+    *reinterpret_cast<uint32_t *>(xq + (size_t)tok * cpad + 32 * blk + pos) = ggx_cuda_q8_pack4(q);
+    /* q4_x: the block's sum of q (exact: |sum| <= 32 * 127) */
+    const int qs = T == GGX_TYPE_Q4_X ? ggx_cuda_q8_block_sum(q.x + q.y + q.z + q.w) : 0;
     if (grp == 0) {
         /* 22 significant bits (round to nearest), so that -1.5 * 2^23 * d is exact */
         const float d = __uint_as_float(

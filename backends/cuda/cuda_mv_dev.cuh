@@ -228,19 +228,11 @@ __device__ __forceinline__ void mvq_load(uint4 (&raw)[R], typename MvqScale<T>::
  * + f/8] (the token's rows in the staging). */
 __device__ __forceinline__ void mvq_quant4(const float4 v, int f, bool store, int4 *xq, int q0_slot, float2 *xs,
                                            int s0_slot) {
-    float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
-#pragma unroll
-    for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    const int q0 = __float2int_rn(v.x * inv), q1 = __float2int_rn(v.y * inv);
-    const int q2 = __float2int_rn(v.z * inv), q3 = __float2int_rn(v.w * inv);
-    int sum = q0 + q1 + q2 + q3;
-#pragma unroll
-    for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    float amax;
+    const int4 q = ggx_cuda_q8_block4(v, amax);
+    const int sum = ggx_cuda_q8_block_sum(q.x + q.y + q.z + q.w);
     if (store) {
-        const int packed = (int)((uint32_t)(q0 & 0xff) | (uint32_t)(q1 & 0xff) << 8 |
-                                 (uint32_t)(q2 & 0xff) << 16 | (uint32_t)(q3 & 0xff) << 24);
-        reinterpret_cast<int *>(&xq[q0_slot + swz(f >> 2)])[f & 3] = packed;
+        reinterpret_cast<int *>(&xq[q0_slot + swz(f >> 2)])[f & 3] = (int)ggx_cuda_q8_pack4(q);
         if ((f & 7) == 0) {
             const float dx = amax / 127.0f;
             xs[s0_slot + (f >> 3)] = make_float2(dx, 8.0f * dx * (float)sum);

@@ -489,15 +489,8 @@ __device__ __forceinline__ void pk_ml_item(const PkMl &m, int item, PkMlSmem &sm
         if (r < nr) Cb[(size_t)r * rstep] = c[r];
     pk_bar(); /* is_last */
     if (!sm.is_last) return;
-    if (iv) np[tid] = n_own;
-    if (tid == 0) {
-        *mp = m_new;
-        a.counters[s * nh + h] = 0;
-    }
-    if (!hnf.hn) return;
-    __threadfence();
-    mlstm_head_norm<PK_CTHREADS>(a.h + v_base, hnf.hn + v_base, hnf.w + (size_t)h * dv, dv, hnf.eps, tid,
-                                 [&](float v) { return pk_block_sum(v, sm.qn); });
+    mlstm_last_block<PK_CTHREADS>(a, hnf, s, h, tid, np, mp, n_own, m_new, v_base,
+                                  [&](float v) { return pk_block_sum(v, sm.qn); });
 }
 
 #endif
