@@ -342,6 +342,75 @@ static void test_persistent(const char *path, const char *label) {
     free(out[0]), free(out[1]);
 }
 
+/* Deferred C stores (C written every K-th decode token, the updates in between replayed): the
+ * logits of a prefill and STEPS greedy steps are bit-identical to storing every step (K = 1),
+ * and a state copied, saved and loaded, or continued by a prefill while tokens are pending
+ * goes on exactly like the original. */
+static void test_defer(const char *path) {
+    const int prev = ggx_cuda_set_mlstm_defer(0);
+    int64_t n;
+    const int32_t *ids = ref_get(&g_ref, "p1.ids", &n);
+    enum { STEPS = 11, TAIL = 4 };
+    float *out[2] = {NULL, NULL}, *tail[2][3] = {{NULL}};
+    int V = 0;
+    char sp[4096 + 64];
+    snprintf(sp, sizeof sp, "%s/defer.state", g_dir);
+    for (int v = 0; v < 2; v++) {
+        ggx_cuda_set_mlstm_defer(v ? 4 : 1);
+        ggx_model *m = load(path, "cuda");
+        if (!m) break;
+        V = ggx_model_n_vocab(m);
+        out[v] = malloc(sizeof(float) * (size_t)(STEPS + 1) * V);
+        for (int w = 0; w < 3; w++) tail[v][w] = malloc(sizeof(float) * (size_t)TAIL * V);
+        ggx_state *st, *cp, *ld, *pf;
+        ggx_state_create(m, &st), ggx_state_create(m, &cp), ggx_state_create(m, &ld), ggx_state_create(m, &pf);
+        ggx_seq q = {st, ids, (int)n, out[v], 0};
+        TEST_CHECK(ggx_eval(m, &q, 1) == GGX_OK);
+        int32_t toks[STEPS];
+        for (int k = 0; k < STEPS; k++) {
+            toks[k] = argmax(out[v] + (size_t)k * V, V);
+            ggx_seq q1 = {st, &toks[k], 1, out[v] + (size_t)(k + 1) * V, 0};
+            TEST_CHECK(ggx_eval(m, &q1, 1) == GGX_OK);
+            if (k == 5) { /* 2 tokens pending with K = 4 (6 steps) */
+                TEST_CHECK(ggx_state_copy(cp, st) == GGX_OK);
+                TEST_CHECK(ggx_state_save(st, sp, NULL, 0) == GGX_OK);
+                TEST_CHECK(ggx_state_load(ld, sp, NULL, NULL) == GGX_OK);
+                TEST_CHECK(ggx_state_copy(pf, st) == GGX_OK);
+            }
+        }
+        /* the copies go on with the tokens the original took after step 5: one by one (cp,
+         * ld), or the first TAIL - 1 of them as one prefill and the last as a step (pf) */
+        for (int k = 0; k < TAIL; k++) {
+            ggx_seq a1 = {cp, &toks[6 + k], 1, tail[v][0] + (size_t)k * V, 0};
+            ggx_seq b1 = {ld, &toks[6 + k], 1, tail[v][1] + (size_t)k * V, 0};
+            TEST_CHECK(ggx_eval(m, &a1, 1) == GGX_OK);
+            TEST_CHECK(ggx_eval(m, &b1, 1) == GGX_OK);
+        }
+        ggx_seq c1 = {pf, &toks[6], TAIL - 1, tail[v][2], 1};
+        TEST_CHECK(ggx_eval(m, &c1, 1) == GGX_OK);
+        ggx_seq c2 = {pf, &toks[6 + TAIL - 1], 1, tail[v][2] + (size_t)(TAIL - 1) * V, 0};
+        TEST_CHECK(ggx_eval(m, &c2, 1) == GGX_OK);
+        for (int w = 0; w < 3; w++) {
+            const double r = rel_max_diff(tail[v][w], out[v] + (size_t)7 * V, (size_t)TAIL * V);
+            TEST_CHECK_MSG(w == 2 ? r <= 1e-4 : r == 0.0, "defer %d: %s after 6 steps: rel diff %g", v ? 4 : 1,
+                           w == 0 ? "copied state" : w == 1 ? "saved and loaded state" : "prefill on a copy", r);
+        }
+        ggx_state_free(st), ggx_state_free(cp), ggx_state_free(ld), ggx_state_free(pf);
+        ggx_model_free(m);
+    }
+    ggx_cuda_set_mlstm_defer(prev);
+    remove(sp);
+    if (out[0] && out[1]) {
+        const double r = rel_max_diff(out[1], out[0], (size_t)(STEPS + 1) * V);
+        TEST_CHECK_MSG(r == 0.0, "C stored every 4 tokens vs every token: logits rel diff %g (must be identical)", r);
+        printf("deferred C stores (K = 4) vs every step, prefill + %d steps: rel max diff %.3g; copy, save/load "
+               "and prefill of a state with tokens pending checked\n", STEPS, r);
+    }
+    free(out[0]), free(out[1]);
+    for (int v = 0; v < 2; v++)
+        for (int w = 0; w < 3; w++) free(tail[v][w]);
+}
+
 int main(void) {
     if (ggx_cuda_device_count() < 1) {
         printf("test_cuda_model: no CUDA device, skipped\n");
@@ -362,6 +431,7 @@ int main(void) {
     test_reference(f32, "f32", 1);
     test_reference(bf16, "bf16", 0);
     test_batching(f32);
+    test_defer(f32);
     test_vs_cpu(q8, "q8_0");
     test_vs_cpu(q4, "q4_0");
     test_vs_cpu(q4x, "q4_x");

@@ -685,7 +685,9 @@ static void test_errors(void) {
  * tokens the backend folds the norm into the mLSTM kernel (fusion_mlstm_head_norm), with 3 or more
  * it runs both separately. Against f64 references of h's norm and of the new states; `misalign`
  * puts every sequence's C one float past an allocation (vector accesses of C must fall back). */
-static void test_mlstm_decode_norm(int NH, int DQK, int DV, int n_seqs, int misalign, int n_calls) {
+/* lazy: the states are checked after the last call only, so that the deferred C stores
+ * (ggx_cuda_set_mlstm_defer) keep tokens pending between calls; the outputs every call */
+static void test_mlstm_decode_norm_ex(int NH, int DQK, int DV, int n_seqs, int misalign, int n_calls, int lazy) {
     const int T = n_seqs;
     int off[16], lens[16];
     for (int s = 0; s < n_seqs; s++) off[s] = s, lens[s] = 1;
@@ -756,7 +758,7 @@ static void test_mlstm_decode_norm(int NH, int DQK, int DV, int n_seqs, int misa
         worst_h = fmax(worst_h, eh);
         TEST_CHECK_MSG(eh <= 1e-5, "mlstm+head_norm NH=%d DQK=%d DV=%d seqs=%d call %d: rel err %.3g", NH, DQK, DV,
                        n_seqs, call, eh);
-        for (int s = 0; s < n_seqs; s++) {
+        for (int s = 0; s < n_seqs && (!lazy || call == n_calls - 1); s++) {
             const double es = seqstate_err(&st[s], NH, DQK, DV);
             worst_s = fmax(worst_s, es);
             TEST_CHECK_MSG(es <= 1e-5, "mlstm+head_norm NH=%d DQK=%d DV=%d call %d seq %d: state rel err %.3g", NH,
@@ -764,8 +766,9 @@ static void test_mlstm_decode_norm(int NH, int DQK, int DV, int n_seqs, int misa
         }
         free(out); free(q); free(k); free(v); free(ig); free(fg);
     }
-    printf("  mlstm decode + head_norm NH=%d DQK=%d DV=%d seqs=%d%s calls=%d: norm rel err %.2e, state %.2e\n",
-           NH, DQK, DV, n_seqs, misalign ? " (C misaligned)" : "", n_calls, worst_h, worst_s);
+    printf("  mlstm decode + head_norm NH=%d DQK=%d DV=%d seqs=%d%s calls=%d%s: norm rel err %.2e, state %.2e\n",
+           NH, DQK, DV, n_seqs, misalign ? " (C misaligned)" : "", n_calls, lazy ? " (states checked last)" : "",
+           worst_h, worst_s);
     free(href); free(hnref); free(hw);
     for (int s = 0; s < n_seqs; s++) {
         be->iface.release(be, misalign ? cbase[s] : st[s].ls.C);
@@ -777,6 +780,9 @@ static void test_mlstm_decode_norm(int NH, int DQK, int DV, int n_seqs, int misa
     be->iface.release(be, di); be->iface.release(be, df);
     be->iface.release(be, thw->data);
     tg_free(&tg);
+}
+static void test_mlstm_decode_norm(int NH, int DQK, int DV, int n_seqs, int misalign, int n_calls) {
+    test_mlstm_decode_norm_ex(NH, DQK, DV, n_seqs, misalign, n_calls, 0);
 }
 
 int main(void) {
@@ -846,6 +852,18 @@ int main(void) {
         test_mlstm(3, 40, 70, 3, l8, 3);
         ggx_cuda_set_mlstm_cluster(cl_default);
         test_mlstm_decode_norm(2, 5, 500, 1, 0, 3);
+        /* deferred C stores (1-2 sequences on the cluster kernel): calls with tokens pending
+         * between them (the states' download at the end applies them), K = 2, 3, 4 */
+        const int defer_default = ggx_cuda_set_mlstm_defer(0);
+        for (int kd = 2; kd <= 4; kd++) {
+            ggx_cuda_set_mlstm_defer(kd);
+            printf("mLSTM decode step, C stored every %d tokens\n", kd);
+            test_mlstm_decode_norm_ex(8, 256, 512, 1, 0, 7, 1);
+            test_mlstm_decode_norm_ex(5, 136, 130, 2, 1, 6, 1);
+            test_mlstm_decode_norm_ex(3, 37, 70, 2, 0, 5, 1);
+            test_mlstm_decode_norm_ex(8, 256, 512, 2, 0, 5, 0);
+        }
+        ggx_cuda_set_mlstm_defer(defer_default);
     }
     for (int ti = 0; ti < 5; ti++) {
         test_fused_chain(types[ti], 1);

@@ -15,6 +15,7 @@
  * accumulation (quantized weights dequantized to bf16 into a scratch buffer first).
  */
 #include "cuda_common.h"
+#include "cuda_pending.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +104,11 @@ struct Ctx {
     /* the f32 tensor whose bf16 copy scratch_x holds (see run_gemm), and its element count */
     const ggx_tensor *xconv_src;
     int64_t xconv_n;
+    /* deferred C stores (cuda_pending.cu): the pending buffers, and where the batch table holds
+     * this graph's pointers to them ([layer][seq] after the state pointers; 0: the graph's
+     * mLSTM steps do not defer) */
+    PendRegistry pend;
+    size_t pend_base;
 };
 
 Ctx *ctx_of(ggx_backend *be) { return static_cast<Ctx *>(be->ctx); }
@@ -178,6 +184,12 @@ ggx_status dev_alloc(Ctx *c, size_t size, void **out, const char *what) {
     return GGX_OK;
 }
 
+/* the pending buffers' memory (cuda_pending.cu) counts as the backend's */
+ggx_status pend_alloc(void *actx, size_t bytes, void **out) {
+    return dev_alloc(static_cast<Ctx *>(actx), bytes, out, "mLSTM pending buffers");
+}
+void pend_release(void *actx, void *p) { dev_free(static_cast<Ctx *>(actx), p); }
+
 /* ------------------------------------------------------------------ interface: memory */
 
 ggx_status be_alloc(ggx_backend *be, size_t size, void **out) {
@@ -193,6 +205,11 @@ void be_release(ggx_backend *be, void *ptr) {
     if (!ptr) return;
     Ctx *c = ctx_of(be);
     cudaStreamSynchronize(c->stream); /* queued work may still use it */
+    for (int i = 0; i < c->n_allocs; i++)
+        if (c->allocs[i].p == ptr) {
+            ggx_cuda_pend_drop(&c->pend, ptr, c->allocs[i].n); /* (a state: its pending buffers) */
+            break;
+        }
     free_ptr(c, ptr);
 }
 
@@ -351,25 +368,37 @@ ggx_status be_weights_map_rows(ggx_backend *be, const void *host_ptr, size_t siz
 
 void be_weights_unmap(ggx_backend *be, void *ptr) { be_release(be, ptr); }
 
+/* Transfers that touch a state's C first apply its pending updates (deferred C stores): a
+ * download or a copy from it must see them, and a write must not have them replayed onto the
+ * new content by the next decode step. */
 ggx_status be_upload(ggx_backend *be, void *dst, const void *src, size_t n) {
     Ctx *c = ctx_of(be);
+    ggx_status st = ggx_cuda_pend_flush(&c->pend, c->stream, dst, n);
+    if (st != GGX_OK) return st;
     GGX_CU_TRY(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, c->stream), "upload");
     GGX_CU_TRY(cudaStreamSynchronize(c->stream), "upload");
     return GGX_OK;
 }
 ggx_status be_download(ggx_backend *be, void *dst, const void *src, size_t n) {
     Ctx *c = ctx_of(be);
+    ggx_status st = ggx_cuda_pend_flush(&c->pend, c->stream, src, n);
+    if (st != GGX_OK) return st;
     GGX_CU_TRY(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, c->stream), "download");
     GGX_CU_TRY(cudaStreamSynchronize(c->stream), "download");
     return GGX_OK;
 }
 ggx_status be_copy(ggx_backend *be, void *dst, const void *src, size_t n) {
     Ctx *c = ctx_of(be);
+    ggx_status st = ggx_cuda_pend_flush(&c->pend, c->stream, src, n);
+    if (st == GGX_OK) st = ggx_cuda_pend_flush(&c->pend, c->stream, dst, n);
+    if (st != GGX_OK) return st;
     GGX_CU_TRY(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, c->stream), "copy");
     return GGX_OK;
 }
 ggx_status be_memset0(ggx_backend *be, void *dst, size_t n) {
     Ctx *c = ctx_of(be);
+    ggx_status st = ggx_cuda_pend_flush(&c->pend, c->stream, dst, n);
+    if (st != GGX_OK) return st;
     GGX_CU_TRY(cudaMemsetAsync(dst, 0, n, c->stream), "memset");
     return GGX_OK;
 }
@@ -427,10 +456,22 @@ bool be_supports_op(ggx_backend *be, const ggx_tensor *n) {
 
 /* ------------------------------------------------------------------ graph execution */
 
+/* Captured graphs hold the addresses of the backend's scratch buffers, batch table and
+ * counters: when one of them is reallocated, every captured graph is dropped (the keys stay
+ * known, so the next runs capture again). */
+void drop_graphs(Ctx *c) {
+    for (int i = 0; i < GRAPH_CACHE; i++)
+        if (c->cache[i].exec) {
+            cudaGraphExecDestroy(c->cache[i].exec);
+            c->cache[i].exec = nullptr;
+        }
+}
+
 ggx_status ensure_buf(Ctx *c, void **p, size_t *cur, size_t need, const char *what) {
     if (need <= *cur) return GGX_OK;
     if (*p) {
         cudaStreamSynchronize(c->stream);
+        drop_graphs(c);
         dev_free(c, *p);
         *p = nullptr;
         *cur = 0;
@@ -965,7 +1006,11 @@ ggx_status run_node(Ctx *c, ggx_graph *g, int k, int *consumed) {
             a.scratch = static_cast<float *>(c->mlstm_scratch);
             GGX_CU_TRY(ggx_cuda_mlstm_chunkwise(s, &a), "mlstm chunkwise");
         }
-        GGX_CU_TRY(ggx_cuda_mlstm_recurrent(s, &a, hnf.hn ? &hnf : nullptr), "mlstm");
+        float *const *pend = nullptr;
+        if (c->pend_base && a.max_len == 1)
+            pend = reinterpret_cast<float *const *>(static_cast<const char *>(c->tab_dev) + c->pend_base) +
+                   (size_t)n->i[0] * b->n_seqs;
+        GGX_CU_TRY(ggx_cuda_mlstm_recurrent(s, &a, hnf.hn ? &hnf : nullptr, pend), "mlstm");
         return GGX_OK;
     }
     default:
@@ -977,6 +1022,7 @@ bool use_mv(const ggx_tensor *n);
 
 ggx_status run_nodes_profiled(Ctx *c, ggx_graph *g) {
     if (c->prof_n_ev < g->n_nodes + 1) {
+        ggx_cuda_pend_free(&c->pend);
         for (int i = 0; i < c->prof_n_ev; i++) cudaEventDestroy(c->prof_ev[i]);
         free(c->prof_ev);
         c->prof_n_ev = 0;
@@ -1071,8 +1117,9 @@ uint64_t fnv(uint64_t h, const void *p, size_t n) {
  * test may flip the int8-activation mode between two graphs that reuse the same buffers). */
 uint64_t graph_key(const Ctx *c, const ggx_graph *g) {
     uint64_t h = 0xcbf29ce484222325ull;
-    const int modes[6] = {ggx_cuda_mv_int8_mode(), c->fuse,           c->chunkwise,
-                          ggx_cuda_mv_tma(),       ggx_cuda_pk_mode(), ggx_cuda_mlstm_set_cluster(-1)};
+    const int modes[7] = {ggx_cuda_mv_int8_mode(), c->fuse,           c->chunkwise,
+                          ggx_cuda_mv_tma(),       ggx_cuda_pk_mode(), ggx_cuda_mlstm_set_cluster(-1),
+                          ggx_cuda_mlstm_set_defer(0)};
     h = fnv(h, modes, sizeof modes);
     h = fnv(h, &g->n_nodes, sizeof g->n_nodes);
     for (int k = 0; k < g->n_nodes; k++) {
@@ -1100,9 +1147,49 @@ uint64_t graph_key(const Ctx *c, const ggx_graph *g) {
     return h;
 }
 
-/* Upload the batch table (offsets, lengths, state pointers of every layer) when it changed. */
-ggx_status upload_batch_table(Ctx *c, const ggx_graph *g) {
+/* whether this graph's mLSTM steps defer their C stores (every one a decode step that the
+ * cluster kernel runs, not handed to the persistent kernel) */
+bool pend_aware(const Ctx *c, const ggx_graph *g) {
+    if (!g->batch || !decode_batch(g) || pk_for(c, g)) return false;
+    bool any = false;
+    for (int k = 0; k < g->n_nodes; k++) {
+        const ggx_tensor *n = g->nodes[k];
+        if (n->op != GGX_OP_MLSTM) continue;
+        if (!ggx_cuda_mlstm_defer_usable(n->i[2], n->i[3], g->batch->n_seqs)) return false;
+        any = true;
+    }
+    return any;
+}
+
+/* Before a graph runs on its states: the pending updates of every (state, layer) it reads with
+ * a kernel that does not replay them are applied first; after a deferring graph is enqueued,
+ * its entries are flagged. */
+ggx_status pend_before(Ctx *c, const ggx_graph *g, bool aware) {
+    if (aware || !c->pend.n_maybe || !g->batch || !g->batch->states) return GGX_OK;
+    for (int k = 0; k < g->n_nodes; k++) {
+        const ggx_tensor *n = g->nodes[k];
+        if (n->op != GGX_OP_MLSTM) continue;
+        const size_t cb = sizeof(float) * (size_t)n->i[1] * n->i[2] * n->i[3];
+        for (int q = 0; q < g->batch->n_seqs; q++) {
+            ggx_status st = ggx_cuda_pend_flush(&c->pend, c->stream, g->batch->states[q][n->i[0]].C, cb);
+            if (st != GGX_OK) return st;
+        }
+    }
+    return GGX_OK;
+}
+void pend_after(Ctx *c, const ggx_graph *g, bool aware) {
+    if (!aware) return;
+    for (int k = 0; k < g->n_nodes; k++)
+        if (g->nodes[k]->op == GGX_OP_MLSTM)
+            for (int q = 0; q < g->batch->n_seqs; q++)
+                ggx_cuda_pend_mark(&c->pend, g->batch->states[q][g->nodes[k]->i[0]].C);
+}
+
+/* Upload the batch table (offsets, lengths, state pointers of every layer; for a deferring
+ * graph the pending buffers) when it changed. */
+ggx_status upload_batch_table(Ctx *c, const ggx_graph *g, bool aware) {
     int n_layers = 0, max_nh = 0;
+    c->pend_base = 0;
     for (int k = 0; k < g->n_nodes; k++) {
         const ggx_tensor *n = g->nodes[k];
         if (n->op != GGX_OP_MLSTM) continue;
@@ -1115,9 +1202,11 @@ ggx_status upload_batch_table(Ctx *c, const ggx_graph *g) {
         return ggx_fail(GGX_ERR_INVALID_ARG, "cuda: graph has mLSTM nodes but no batch");
     const size_t ns = (size_t)b->n_seqs;
     const size_t ptr_base = (2 * ns * sizeof(int) + 15) & ~(size_t)15;
-    const size_t need = ptr_base + (size_t)n_layers * ns * 3 * sizeof(float *);
+    const size_t pend_base = ptr_base + (size_t)n_layers * ns * 3 * sizeof(float *);
+    const size_t need = pend_base + (aware ? (size_t)n_layers * ns * sizeof(float *) : 0);
     if (need > c->tab_size) {
         cudaStreamSynchronize(c->stream);
+        drop_graphs(c);
         cudaFreeHost(c->tab_host);
         free(c->tab_prev);
         dev_free(c, c->tab_dev);
@@ -1136,6 +1225,7 @@ ggx_status upload_batch_table(Ctx *c, const ggx_graph *g) {
     const size_t cneed = ns * (size_t)max_nh;
     if (cneed > c->counters_n) {
         cudaStreamSynchronize(c->stream);
+        drop_graphs(c);
         dev_free(c, c->counters);
         c->counters = nullptr;
         c->counters_n = 0;
@@ -1164,6 +1254,21 @@ ggx_status upload_batch_table(Ctx *c, const ggx_graph *g) {
             ptrs[((size_t)l * ns + s) * 3 + 2] = ls->m;
         }
     ggx_status st = GGX_OK;
+    if (aware) {
+        float **pp = reinterpret_cast<float **>(tmp + pend_base);
+        for (int k = 0; k < g->n_nodes && st == GGX_OK; k++) {
+            const ggx_tensor *n = g->nodes[k];
+            if (n->op != GGX_OP_MLSTM) continue;
+            for (size_t q = 0; q < ns && st == GGX_OK; q++)
+                st = ggx_cuda_pend_get(&c->pend, c->stream, b->states[q][n->i[0]].C, n->i[1], n->i[2], n->i[3],
+                                       &pp[(size_t)n->i[0] * ns + q]);
+        }
+        if (st != GGX_OK) {
+            free(tmp);
+            return st;
+        }
+        c->pend_base = pend_base;
+    }
     if (c->tab_used != need || memcmp(tmp, c->tab_prev, need) != 0) {
         cudaError_t e = cudaEventSynchronize(c->tab_ev); /* the last copy from tab_host is done */
         if (e == cudaSuccess) {
@@ -1179,14 +1284,26 @@ ggx_status upload_batch_table(Ctx *c, const ggx_graph *g) {
     return st;
 }
 
+ggx_status run_graph(Ctx *c, ggx_graph *g);
+
 ggx_status be_graph_compute(ggx_backend *be, ggx_graph *g) {
     Ctx *c = ctx_of(be);
     for (int k = 0; k < g->n_nodes; k++)
         if (!be_supports_op(be, g->nodes[k]))
             return ggx_fail(GGX_ERR_UNSUPPORTED, "cuda: node %d (%s, op %d) is not supported",
                             k, g->nodes[k]->name, (int)g->nodes[k]->op);
-    ggx_status st = upload_batch_table(c, g);
+    const bool aware = pend_aware(c, g);
+    ggx_status st = pend_before(c, g, aware);
+    if (st == GGX_OK) st = upload_batch_table(c, g, aware);
     if (st != GGX_OK) return st;
+    st = run_graph(c, g);
+    if (st == GGX_OK) pend_after(c, g, aware);
+    return st;
+}
+
+/* the nodes, eagerly or through the graph cache */
+ggx_status run_graph(Ctx *c, ggx_graph *g) {
+    ggx_status st = GGX_OK;
     size_t wn = 0, xn = 0;
     for (int k = 0; k < g->n_nodes; k++) {
         size_t a, b;
@@ -1272,6 +1389,7 @@ void be_free(ggx_backend *be) {
                                 (double)c->prof_calls[o][sub] / c->prof_graphs,
                                 1e3 * c->prof_ms[o][sub] / c->prof_calls[o][sub]);
         }
+        ggx_cuda_pend_free(&c->pend);
         for (int i = 0; i < c->prof_n_ev; i++) cudaEventDestroy(c->prof_ev[i]);
         free(c->prof_ev);
         for (int i = 0; i < GRAPH_CACHE; i++)
@@ -1336,6 +1454,7 @@ extern "C" ggx_status ggx_backend_cuda_init(const ggx_backend_params *p, ggx_bac
     be->iface.graph_compute = be_graph_compute;
     be->iface.synchronize = be_synchronize;
     c->device = dev;
+    ggx_cuda_pend_init(&c->pend, c, pend_alloc, pend_release);
     const char *env = getenv("GGX_CUDA_GRAPHS");
     c->graphs_on = !(env && env[0] == '0');
     c->profile = (env = getenv("GGX_CUDA_PROFILE")) && env[0] == '1';
@@ -1442,6 +1561,7 @@ extern "C" int ggx_cuda_set_tma_matvec(int mode) { return ggx_cuda_mv_set_tma(mo
 
 extern "C" int ggx_cuda_set_persistent(int mode) { return ggx_cuda_pk_set_mode(mode); }
 extern "C" int ggx_cuda_set_mlstm_cluster(int mode) { return ggx_cuda_mlstm_set_cluster(mode); }
+extern "C" int ggx_cuda_set_mlstm_defer(int k) { return ggx_cuda_mlstm_set_defer(k); }
 extern "C" long long ggx_cuda_persistent_launches(void) { return ggx_cuda_pk_launches(); }
 
 extern "C" ggx_status ggx_cuda_mem_info(ggx_backend *be, size_t *free_b, size_t *total_b, size_t *peak_b) {

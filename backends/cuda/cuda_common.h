@@ -362,10 +362,46 @@ typedef struct ggx_cuda_mlstm_head_norm {
     const float *w;
     float eps;
 } ggx_cuda_mlstm_head_norm;
-/* Token-by-token recurrence (xlstm-spec §4) for every sequence; state updated in place. */
+/* Token-by-token recurrence (xlstm-spec §4) for every sequence; state updated in place.
+ * pend: NULL, or (a decode step that ggx_cuda_mlstm_defer_usable accepts) the device array
+ * [n_seqs] of each sequence's pending buffer for this layer: C's stores are then deferred
+ * (below). */
 cudaError_t ggx_cuda_mlstm_recurrent(cudaStream_t s, const ggx_cuda_mlstm_args *a,
-                                     const ggx_cuda_mlstm_head_norm *hn /* or NULL */);
+                                     const ggx_cuda_mlstm_head_norm *hn /* or NULL */,
+                                     float *const *pend = nullptr);
 bool ggx_cuda_mlstm_supported(int dqk, int dv);
+
+/* ---- deferred C stores (decode of 1-2 sequences, mlstm_step_cl_kernel) ----
+ * Writing a layer's C (4 MB per 7B sequence) back costs a batch-1 step more than its bytes
+ * (session 8: 7 us per layer, wherever the stores run). With deferral K > 1 the step stores C
+ * only every K-th token of a sequence; in between it keeps the token's update (f', i' k, v per
+ * head) in a pending buffer beside the state, and the next step replays the pending updates
+ * onto the C it loads (before its PDL wait, with the same fused multiply-adds in the same
+ * order, so C is bit-identical to storing every step). Whoever else reads or writes the state
+ * first applies them (ggx_cuda_mlstm_flush): the backend does so before any copy, upload,
+ * download or clear that touches a state and before any other mLSTM kernel runs on it.
+ * Pending buffer of one (state, layer), floats: counts [nh] (int, tokens pending per head),
+ * then f' [K_MAX][nh], i' k [K_MAX][nh * dqk], v [K_MAX][nh * dv]. */
+#define GGX_CUDA_MLSTM_DEFER_MAX 4
+struct ggx_cuda_pend_layout {
+    size_t fp, k, v, total; /* float offsets, total floats */
+};
+__host__ __device__ __forceinline__ ggx_cuda_pend_layout ggx_cuda_pend_layout_of(int nh, int dqk, int dv) {
+    ggx_cuda_pend_layout L;
+    L.fp = ((size_t)nh + 3) & ~(size_t)3;
+    L.k = L.fp + (((size_t)GGX_CUDA_MLSTM_DEFER_MAX * nh + 3) & ~(size_t)3);
+    L.v = L.k + (size_t)GGX_CUDA_MLSTM_DEFER_MAX * nh * dqk;
+    L.total = L.v + (size_t)GGX_CUDA_MLSTM_DEFER_MAX * nh * dv;
+    return L;
+}
+/* K (1 = every step stores C): GGX_CUDA_MLSTM_DEFER, default 4; a value >= 1 sets it (tests;
+ * process-wide, part of the graph cache key), 0 or less only queries */
+int ggx_cuda_mlstm_set_defer(int k);
+/* whether a decode step (every sequence at most one token) of these sizes defers its stores */
+bool ggx_cuda_mlstm_defer_usable(int dqk, int dv, int n_seqs);
+/* apply the pending updates of one (state, layer) to its C; the caller then zeroes the counts
+ * (the first nh ints of P) */
+cudaError_t ggx_cuda_mlstm_flush(cudaStream_t s, float *C, const float *P, int nh, int dqk, int dv);
 /* The decode step as one thread-block cluster per head (mlstm_step_cl_kernel, sm_90): 0 off, 1
  * batches of 1-2 sequences (the default; GGX_CUDA_MLSTM_CL=0|1|2 in the environment sets it), 2
  * every decode batch (slower at 32 sequences; tests). Returns the resulting mode (0 where the

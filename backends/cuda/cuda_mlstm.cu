@@ -394,10 +394,49 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) mlstm_step_kernel(const ggx_
  *     deviations, until session 8: 7B bf16 batch 1 5.392 / 5.392 vs 5.446 / 5.418 ms/step).
  * The head's sums run in a different order than mlstm_head_norm's (per block, then over the
  * blocks), a rounding-level difference. C is stored right after its update, so the stores drain
- * while the readout and the norm run. */
+ * while the readout and the norm run (or, with deferred stores, every K-th token: see
+ * cuda_common.h). Register bound for 2 blocks per SM (it runs 1-2 sequences: 128-256 blocks),
+ * so that the C tile, the context and the pending replay fit without spills. */
+/* C[:, j] of rows warp + WARPS r after the n pending updates of head h (P: the sequence's
+ * pending buffer): C = f'_q C + (i'_q k_q) v_q, oldest first, as each step would have applied
+ * them (mlstm_step_cl_kernel before its PDL wait, mlstm_flush_kernel). All their loads are
+ * issued at once (the k vectors staged in shared memory, pk), so the replay costs one memory
+ * latency whatever n; n is the same for the whole block (every thread must call it). */
+constexpr int PEND_Q = GGX_CUDA_MLSTM_DEFER_MAX - 1; /* at most this many pending */
+struct PendSmem {
+    float k[PEND_Q][ML_MAX_DQK];
+    float v[PEND_Q][32]; /* the block's 32 columns */
+    float f[PEND_Q];
+};
 template <int WARPS, int RPT>
-__global__ void __launch_bounds__(WARPS * 32, 4) mlstm_step_cl_kernel(const ggx_cuda_mlstm_args a,
-                                                                      const ggx_cuda_mlstm_head_norm hnf) {
+__device__ __forceinline__ void pend_replay(float (&c)[RPT][1], const float *P, const ggx_cuda_pend_layout &L, int n,
+                                            int h, int nh, int dqk, int dv, int warp, int j, bool jv, PendSmem &ps) {
+    const int tid = threadIdx.x, lane = tid & 31;
+#pragma unroll
+    for (int q = 0; q < PEND_Q; q++)
+        if (q < n) {
+            const size_t qh = (size_t)q * nh + h;
+            if (tid == 0) ps.f[q] = P[L.fp + qh];
+            if (warp == 0) ps.v[q][lane] = jv ? P[L.v + qh * dv + j] : 0.0f;
+            for (int i = tid; i < dqk; i += WARPS * 32) ps.k[q][i] = P[L.k + qh * dqk + i];
+        }
+    __syncthreads();
+#pragma unroll
+    for (int q = 0; q < PEND_Q; q++)
+        if (q < n) {
+            const float fq = ps.f[q], vq = ps.v[q][lane];
+#pragma unroll
+            for (int r = 0; r < RPT; r++) {
+                const int i = warp + WARPS * r;
+                if (i < dqk) c[r][0] = fmaf(fq, c[r][0], ps.k[q][i] * vq);
+            }
+        }
+}
+
+template <int WARPS, int RPT>
+__global__ void __launch_bounds__(WARPS * 32, 2) mlstm_step_cl_kernel(const ggx_cuda_mlstm_args a,
+                                                                      const ggx_cuda_mlstm_head_norm hnf,
+                                                                      float *const *pend, int defer) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     using ctx_t = step_ctx<1, WARPS>;
     __shared__ typename ctx_t::smem sm;
@@ -407,6 +446,17 @@ __global__ void __launch_bounds__(WARPS * 32, 4) mlstm_step_cl_kernel(const ggx_
     float c[RPT][1];
 #pragma unroll
     for (int r = 0; r < RPT; r++) c[r][0] = r < x.nr ? x.Cb[r * x.rstep] : 0.0f;
+    /* deferred stores: the tokens since C was last stored, replayed while the previous kernel
+     * still runs (their updates were written by earlier launches) */
+    __shared__ PendSmem ps;
+    int npend = 0;
+    if (pend) {
+        const float *P0 = pend[x.s];
+        npend = reinterpret_cast<const int *>(P0)[x.h];
+        if (npend)
+            pend_replay<WARPS, RPT>(c, P0, ggx_cuda_pend_layout_of(x.nh, x.dqk, x.dv), npend, x.h, x.nh, x.dqk,
+                                    x.dv, x.warp, x.j0, x.jv, ps);
+    }
     x.load_nm();
     GGX_PDL_ENTER(); /* as in mlstm_step_kernel */
     float vj[1], fp, ip, m_new, qn;
@@ -422,11 +472,26 @@ __global__ void __launch_bounds__(WARPS * 32, 4) mlstm_step_cl_kernel(const ggx_
             num = fmaf(qq, c[r][0], num);
         }
     }
-    float *Cs; /* (see mlstm_step_kernel) */
-    asm volatile("mov.b64 %0, %1;" : "=l"(Cs) : "l"(x.Cb));
+    namespace cg = cooperative_groups;
+    cg::cluster_group cl = cg::this_cluster();
+    const bool first = cl.block_rank() == 0;
+    /* C stored every `defer`-th token; else this token's update joins the pending ones (the
+     * buffer's address loaded again here rather than kept in a register across the update) */
+    float *P = pend ? pend[x.s] : nullptr;
+    const bool store = !P || npend + 1 >= defer;
+    if (store) {
+        float *Cs; /* (see mlstm_step_kernel) */
+        asm volatile("mov.b64 %0, %1;" : "=l"(Cs) : "l"(x.Cb));
 #pragma unroll
-    for (int r = 0; r < RPT; r++)
-        if (r < x.nr) Cs[r * x.rstep] = c[r][0];
+        for (int r = 0; r < RPT; r++)
+            if (r < x.nr) Cs[r * x.rstep] = c[r][0];
+    } else {
+        const ggx_cuda_pend_layout L = ggx_cuda_pend_layout_of(x.nh, x.dqk, x.dv);
+        const size_t q = (size_t)npend * x.nh + x.h;
+        if (first && x.iv) P[L.k + q * x.dqk + x.tid] = ip * sm.k[x.tid]; /* (the update's i' k) */
+        if (first && x.tid == 0) P[L.fp + q] = fp;
+        if (x.warp == 0 && x.jv) P[L.v + q * x.dv + x.j0] = vj[0];
+    }
     /* the warps' partial readouts -> h in warp 0 (mlstm_step_kernel's finish(), same order) */
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) qn += __shfl_xor_sync(0xffffffffu, qn, o);
@@ -445,9 +510,6 @@ __global__ void __launch_bounds__(WARPS * 32, 4) mlstm_step_cl_kernel(const ggx_
         hv = x.jv ? tot / den : 0.0f;
         if (!hnf.hn && x.jv) a.h[v_base + x.j0] = hv;
     }
-    namespace cg = cooperative_groups;
-    cg::cluster_group cl = cg::this_cluster();
-    const bool first = cl.block_rank() == 0;
     const int ncl = (int)cl.num_blocks();
     /* the head norm's statistics in one exchange: each block's sum and its sum of squared
      * deviations from its own mean (two passes over its 32 columns), combined over the blocks
@@ -464,10 +526,11 @@ __global__ void __launch_bounds__(WARPS * 32, 4) mlstm_step_cl_kernel(const ggx_
         for (int o = 16; o > 0; o >>= 1) q += __shfl_xor_sync(0xffffffffu, q, o);
         if (x.lane == 0) stat = make_float2(t, q);
     }
-    cl.sync(); /* every block: n/m reads consumed (and its statistics published) */
+    cl.sync(); /* every block: n/m (and pending count) reads consumed, statistics published */
     if (first) {
         if (x.iv) x.np[x.tid] = x.n_own;
         if (x.tid == 0) *x.mp = m_new;
+        if (P && x.tid == 0) reinterpret_cast<int *>(P)[x.h] = store ? 0 : npend + 1;
     }
     if (!hnf.hn) return;
     if (x.warp == 0) {
@@ -486,8 +549,30 @@ __global__ void __launch_bounds__(WARPS * 32, 4) mlstm_step_cl_kernel(const ggx_
     }
     cl.sync(); /* the other blocks have read this one's statistics */
 #else
-    (void)a, (void)hnf;
+    (void)a, (void)hnf, (void)pend, (void)defer;
 #endif
+}
+
+/* A (state, layer)'s pending updates applied to its C (ggx_cuda_mlstm_flush): block per (32
+ * columns, head), as mlstm_step_cl_kernel holds them */
+template <int WARPS, int RPT>
+__global__ void __launch_bounds__(WARPS * 32) mlstm_flush_kernel(float *C, const float *P, int nh, int dqk, int dv) {
+    GGX_PDL_ENTER();
+    const int h = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    __shared__ PendSmem ps;
+    const int n = reinterpret_cast<const int *>(P)[h];
+    const int j = blockIdx.x * 32 + lane;
+    if (!n) return;
+    const bool jv = j < dv;
+    float *Cb = C + (size_t)h * dqk * dv + (size_t)warp * dv + j;
+    const int nr = jv ? (dqk - warp + WARPS - 1) / WARPS : 0;
+    float c[RPT][1];
+#pragma unroll
+    for (int r = 0; r < RPT; r++) c[r][0] = r < nr ? Cb[(size_t)r * WARPS * dv] : 0.0f;
+    pend_replay<WARPS, RPT>(c, P, ggx_cuda_pend_layout_of(nh, dqk, dv), n, h, nh, dqk, dv, warp, j, jv, ps);
+#pragma unroll
+    for (int r = 0; r < RPT; r++)
+        if (r < nr) Cb[(size_t)r * WARPS * dv] = c[r][0];
 }
 
 /* ======================================================================= chunkwise (§5) =====
@@ -925,15 +1010,28 @@ bool cl_usable(int dqk, int dv, int n_seqs) {
                                                                                      : cl_fits<32>(tiles);
 }
 
-cudaError_t launch_step_cl(cudaStream_t st, const ggx_cuda_mlstm_args *a, const ggx_cuda_mlstm_head_norm &hnf) {
+/* GGX_CUDA_MLSTM_DEFER (default 4; 1 stores C every step), ggx_cuda_mlstm_set_defer */
+int g_defer = -1;
+int defer_k() {
+    if (g_defer < 0) {
+        const char *e = getenv("GGX_CUDA_MLSTM_DEFER");
+        const int v = e && *e ? atoi(e) : 4;
+        g_defer = v < 1 ? 1 : v > GGX_CUDA_MLSTM_DEFER_MAX ? GGX_CUDA_MLSTM_DEFER_MAX : v;
+    }
+    return g_defer;
+}
+
+cudaError_t launch_step_cl(cudaStream_t st, const ggx_cuda_mlstm_args *a, const ggx_cuda_mlstm_head_norm &hnf,
+                           float *const *pend) {
+    const int defer = defer_k();
     const unsigned tiles = (unsigned)((a->dv + 31) / 32);
     dim3 grid(tiles, (unsigned)a->nh, (unsigned)a->n_seqs);
     const int rpt = (a->dqk + 7) / 8;
     cudaError_t e;
-    if (rpt <= 4) e = ggx_cuda_launch_cluster(mlstm_step_cl_kernel<8, 4>, grid, 256, 0, st, tiles, *a, hnf);
-    else if (rpt <= 8) e = ggx_cuda_launch_cluster(mlstm_step_cl_kernel<8, 8>, grid, 256, 0, st, tiles, *a, hnf);
-    else if (rpt <= 16) e = ggx_cuda_launch_cluster(mlstm_step_cl_kernel<8, 16>, grid, 256, 0, st, tiles, *a, hnf);
-    else e = ggx_cuda_launch_cluster(mlstm_step_cl_kernel<8, 32>, grid, 256, 0, st, tiles, *a, hnf);
+    if (rpt <= 4) e = ggx_cuda_launch_cluster(mlstm_step_cl_kernel<8, 4>, grid, 256, 0, st, tiles, *a, hnf, pend, defer);
+    else if (rpt <= 8) e = ggx_cuda_launch_cluster(mlstm_step_cl_kernel<8, 8>, grid, 256, 0, st, tiles, *a, hnf, pend, defer);
+    else if (rpt <= 16) e = ggx_cuda_launch_cluster(mlstm_step_cl_kernel<8, 16>, grid, 256, 0, st, tiles, *a, hnf, pend, defer);
+    else e = ggx_cuda_launch_cluster(mlstm_step_cl_kernel<8, 32>, grid, 256, 0, st, tiles, *a, hnf, pend, defer);
     return e != cudaSuccess ? e : cudaGetLastError();
 }
 
@@ -946,15 +1044,38 @@ int ggx_cuda_mlstm_set_cluster(int mode) {
 
 bool ggx_cuda_mlstm_cluster_usable(int dqk, int dv, int n_seqs) { return cl_usable(dqk, dv, n_seqs); }
 
+int ggx_cuda_mlstm_set_defer(int k) {
+    if (k >= 1) g_defer = k > GGX_CUDA_MLSTM_DEFER_MAX ? GGX_CUDA_MLSTM_DEFER_MAX : k;
+    return defer_k();
+}
+
+bool ggx_cuda_mlstm_defer_usable(int dqk, int dv, int n_seqs) {
+    return defer_k() > 1 && rec_variant() == 1 && ggx_cuda_mlstm_supported(dqk, dv) && cl_usable(dqk, dv, n_seqs);
+}
+
+cudaError_t ggx_cuda_mlstm_flush(cudaStream_t st, float *C, const float *P, int nh, int dqk, int dv) {
+    if (!ggx_cuda_mlstm_supported(dqk, dv) || nh < 1) return cudaErrorInvalidValue;
+    const dim3 grid((unsigned)((dv + 31) / 32), (unsigned)nh);
+    const int rpt = (dqk + 7) / 8;
+    if (rpt <= 4) GGX_LAUNCH((mlstm_flush_kernel<8, 4>), grid, 256, 0, st, C, P, nh, dqk, dv);
+    else if (rpt <= 8) GGX_LAUNCH((mlstm_flush_kernel<8, 8>), grid, 256, 0, st, C, P, nh, dqk, dv);
+    else if (rpt <= 16) GGX_LAUNCH((mlstm_flush_kernel<8, 16>), grid, 256, 0, st, C, P, nh, dqk, dv);
+    else GGX_LAUNCH((mlstm_flush_kernel<8, 32>), grid, 256, 0, st, C, P, nh, dqk, dv);
+    return cudaGetLastError();
+}
+
 cudaError_t ggx_cuda_mlstm_recurrent(cudaStream_t st, const ggx_cuda_mlstm_args *a,
-                                     const ggx_cuda_mlstm_head_norm *hn) {
+                                     const ggx_cuda_mlstm_head_norm *hn, float *const *pend) {
     const ggx_cuda_mlstm_head_norm hnf = hn ? *hn : ggx_cuda_mlstm_head_norm{nullptr, nullptr, 0.0f};
     if (!ggx_cuda_mlstm_supported(a->dqk, a->dv) || a->n_seqs < 1) return cudaErrorInvalidValue;
     const int var = a->max_len == 1 ? rec_variant() : 0; /* more tokens: mlstm_rec_kernel */
+    /* pending updates only where this step is the cluster kernel (the caller asked
+     * ggx_cuda_mlstm_defer_usable): any other kernel would read a stale C */
+    if (pend && (var != 1 || !ggx_cuda_mlstm_defer_usable(a->dqk, a->dv, a->n_seqs))) return cudaErrorInvalidValue;
     /* while the backend records a decode step: an item loop of the persistent kernel (its
      * arithmetic is mlstm_step_kernel<1, 8, ...>'s) */
-    if (var == 1 && ggx_cuda_pk_add_mlstm(a, hn)) return cudaSuccess;
-    if (var == 1 && cl_usable(a->dqk, a->dv, a->n_seqs)) return launch_step_cl(st, a, hnf);
+    if (!pend && var == 1 && ggx_cuda_pk_add_mlstm(a, hn)) return cudaSuccess;
+    if (var == 1 && cl_usable(a->dqk, a->dv, a->n_seqs)) return launch_step_cl(st, a, hnf, pend);
     if (var == 2 && a->dv % 2 == 0) return launch_step<2, 8, 2>(st, a, hnf);
     if (var != 0) return launch_step<1, 8, 4>(st, a, hnf);
     dim3 grid((unsigned)a->nh, (unsigned)((a->dv + 31) / 32), (unsigned)a->n_seqs);

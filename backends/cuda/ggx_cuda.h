@@ -53,6 +53,11 @@ int ggx_cuda_set_persistent(int mode);
  * resulting mode (0 where the device has no clusters); a negative mode only returns the current
  * one. */
 int ggx_cuda_set_mlstm_cluster(int mode);
+/* Deferred C stores of the decode step (1-2 sequences on the cluster kernel): C written every
+ * k-th token, the updates in between kept beside the state and replayed (bit-identical; see
+ * backends/cuda/cuda_common.h). 1 = off; default 4 (GGX_CUDA_MLSTM_DEFER); k <= 0 queries.
+ * Returns the setting. Process-wide. */
+int ggx_cuda_set_mlstm_defer(int k);
 /* Launches of the persistent kernel so far in this process, eager ones (graph replays are not
  * counted); tests check that it ran. */
 long long ggx_cuda_persistent_launches(void);
