@@ -852,8 +852,8 @@ int main(void) {
         test_mlstm(3, 40, 70, 3, l8, 3);
         ggx_cuda_set_mlstm_cluster(cl_default);
         test_mlstm_decode_norm(2, 5, 500, 1, 0, 3);
-        /* deferred C stores (1-2 sequences on the cluster kernel): calls with tokens pending
-         * between them (the states' download at the end applies them), K = 2, 3, 4 */
+        /* deferred C stores: calls with tokens pending between them (the states' download at
+         * the end applies them), K = 2, 3, 4 */
         const int defer_default = ggx_cuda_set_mlstm_defer(0);
         for (int kd = 2; kd <= 4; kd++) {
             ggx_cuda_set_mlstm_defer(kd);
@@ -862,6 +862,10 @@ int main(void) {
             test_mlstm_decode_norm_ex(5, 136, 130, 2, 1, 6, 1);
             test_mlstm_decode_norm_ex(3, 37, 70, 2, 0, 5, 1);
             test_mlstm_decode_norm_ex(8, 256, 512, 2, 0, 5, 0);
+            /* more sequences: mlstm_step_kernel (its last block rewrites the counts) */
+            test_mlstm_decode_norm_ex(2, 256, 512, 5, 0, 6, 1);
+            test_mlstm_decode_norm_ex(5, 136, 130, 4, 1, 5, 1);
+            test_mlstm_decode_norm_ex(3, 37, 70, 9, 0, 5, 0);
         }
         ggx_cuda_set_mlstm_defer(defer_default);
     }

@@ -1147,8 +1147,8 @@ uint64_t graph_key(const Ctx *c, const ggx_graph *g) {
     return h;
 }
 
-/* whether this graph's mLSTM steps defer their C stores (every one a decode step that the
- * cluster kernel runs, not handed to the persistent kernel) */
+/* whether this graph's mLSTM steps defer their C stores (a decode step whose mLSTM kernels
+ * replay pending updates: not handed to the persistent kernel) */
 bool pend_aware(const Ctx *c, const ggx_graph *g) {
     if (!g->batch || !decode_batch(g) || pk_for(c, g)) return false;
     bool any = false;

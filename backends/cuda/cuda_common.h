@@ -371,7 +371,7 @@ cudaError_t ggx_cuda_mlstm_recurrent(cudaStream_t s, const ggx_cuda_mlstm_args *
                                      float *const *pend = nullptr);
 bool ggx_cuda_mlstm_supported(int dqk, int dv);
 
-/* ---- deferred C stores (decode of 1-2 sequences, mlstm_step_cl_kernel) ----
+/* ---- deferred C stores (decode steps: mlstm_step_cl_kernel, mlstm_step_kernel<1, ...>) ----
  * Writing a layer's C (4 MB per 7B sequence) back costs a batch-1 step more than its bytes
  * (session 8: 7 us per layer, wherever the stores run). With deferral K > 1 the step stores C
  * only every K-th token of a sequence; in between it keeps the token's update (f', i' k, v per
@@ -397,7 +397,8 @@ __host__ __device__ __forceinline__ ggx_cuda_pend_layout ggx_cuda_pend_layout_of
 /* K (1 = every step stores C): GGX_CUDA_MLSTM_DEFER, default 4; a value >= 1 sets it (tests;
  * process-wide, part of the graph cache key), 0 or less only queries */
 int ggx_cuda_mlstm_set_defer(int k);
-/* whether a decode step (every sequence at most one token) of these sizes defers its stores */
+/* whether a decode step (every sequence at most one token) of these sizes defers its stores
+ * (the default kernels, GGX_CUDA_MLSTM_REC=1, any number of sequences) */
 bool ggx_cuda_mlstm_defer_usable(int dqk, int dv, int n_seqs);
 /* apply the pending updates of one (state, layer) to its C; the caller then zeroes the counts
  * (the first nh ints of P) */

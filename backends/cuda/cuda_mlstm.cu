@@ -227,7 +227,7 @@ struct step_ctx {
     };
     int h, s, tid, warp, lane, dqk, dv, nh, j0, nr;
     bool jv, iv, vok;
-    float *Cb, *np, *mp; /* Cb: row `warp`, column j0 of this head's C; row r at + r * rstep */
+    float *Cb; /* row `warp`, column j0 of this head's C; row r at + r * rstep */
     int rstep;
     float n_own, m;
 
@@ -242,17 +242,20 @@ struct step_ctx {
         jv = j0 < dv, iv = tid < dqk;   /* thread tid owns n[tid] (dqk <= NT) */
         nr = jv ? (dqk - warp + WARPS - 1) / WARPS : 0; /* rows of C this lane holds */
         float *Cp = a.state_ptrs[3 * s + 0] + (size_t)h * dqk * dv;
-        np = a.state_ptrs[3 * s + 1] + (size_t)h * dqk;
-        mp = a.state_ptrs[3 * s + 2] + h;
         Cb = Cp + (size_t)warp * dv + j0;
         rstep = WARPS * dv; /* (C of one head: < 2^31 floats) */
         /* every row start is as aligned as Cp (dv % VEC == 0) */
         vok = VEC == 1 || ((uintptr_t)Cp & (VEC * sizeof(float) - 1)) == 0;
         return true;
     }
-    __device__ __forceinline__ void load_nm() {
-        n_own = iv ? np[tid] : 0.0f;
-        m = *mp;
+    /* n and m: found again where written rather than kept (fewer live registers) */
+    __device__ __forceinline__ float *np(const ggx_cuda_mlstm_args &a) const {
+        return a.state_ptrs[3 * s + 1] + (size_t)h * dqk;
+    }
+    __device__ __forceinline__ float *mp(const ggx_cuda_mlstm_args &a) const { return a.state_ptrs[3 * s + 2] + h; }
+    __device__ __forceinline__ void load_nm(const ggx_cuda_mlstm_args &a) {
+        n_own = iv ? np(a)[tid] : 0.0f;
+        m = *mp(a);
     }
     /* after the PDL wait: the token's q, k (to shared memory), v, gates; n updated. Ends with a
      * barrier (q, k complete; every thread's n/m reads consumed) and, without the fused norm,
@@ -319,16 +322,56 @@ struct step_ctx {
     __device__ __forceinline__ void last(const ggx_cuda_mlstm_args &a, const ggx_cuda_mlstm_head_norm &hnf,
                                          smem &sm, float m_new, size_t v_base) {
         if (!sm.is_last) return;
-        mlstm_last_block<NT>(a, hnf, s, h, tid, np, mp, n_own, m_new, v_base,
+        mlstm_last_block<NT>(a, hnf, s, h, tid, np(a), mp(a), n_own, m_new, v_base,
                              [&](float v) { return ggx_cuda_block_sum(v, sm.qn); });
     }
 };
 
+/* C[:, j] of rows warp + WARPS r after the n pending updates of head h (P: the sequence's
+ * pending buffer): C = f'_q C + (i'_q k_q) v_q, oldest first, as each step would have applied
+ * them (mlstm_step_cl_kernel before its PDL wait, mlstm_flush_kernel). All their loads are
+ * issued at once (the k vectors staged in shared memory, pk), so the replay costs one memory
+ * latency whatever n; n is the same for the whole block (every thread must call it). */
+constexpr int PEND_Q = GGX_CUDA_MLSTM_DEFER_MAX - 1; /* at most this many pending */
+struct PendSmem {
+    float k[PEND_Q][ML_MAX_DQK];
+    float v[PEND_Q][32]; /* the block's 32 columns */
+    float f[PEND_Q];
+};
+template <int WARPS, int RPT>
+__device__ __forceinline__ void pend_replay(float (&c)[RPT][1], const float *P, const ggx_cuda_pend_layout &L, int n,
+                                            int h, int nh, int dqk, int dv, int warp, int j, bool jv, PendSmem &ps) {
+    const int tid = threadIdx.x, lane = tid & 31;
+    /* every slot loaded, used or not, so that the loads wait only for P (like C's for the state
+     * table), not also for the count (a head's slots are L2 hits for all but one of its blocks) */
+#pragma unroll
+    for (int q = 0; q < PEND_Q; q++) {
+        const size_t qh = (size_t)q * nh + h;
+        if (tid == 0) ps.f[q] = P[L.fp + qh];
+        if (warp == 0) ps.v[q][lane] = jv ? P[L.v + qh * dv + j] : 0.0f;
+        for (int i = tid; i < dqk; i += WARPS * 32) ps.k[q][i] = P[L.k + qh * dqk + i];
+    }
+    __syncthreads();
+#pragma unroll
+    for (int q = 0; q < PEND_Q; q++)
+        if (q < n) {
+            const float fq = ps.f[q], vq = ps.v[q][lane];
+#pragma unroll
+            for (int r = 0; r < RPT; r++) {
+                const int i = warp + WARPS * r;
+                if (i < dqk) c[r][0] = fmaf(fq, c[r][0], ps.k[q][i] * vq);
+            }
+        }
+}
+
 /* The whole tile in registers (RPT rows x VEC columns per lane): loaded before the PDL wait,
- * updated, read out, stored. */
+ * updated, read out, stored. With pend (VEC 1 only), C's stores deferred as in
+ * mlstm_step_cl_kernel: the head's last block rewrites the pending count with n and m (every
+ * block has read it before it is counted). */
 template <int VEC, int WARPS, int RPT, int MINB>
 __global__ void __launch_bounds__(WARPS * 32, MINB) mlstm_step_kernel(const ggx_cuda_mlstm_args a,
-                                                                       const ggx_cuda_mlstm_head_norm hnf, int diag) {
+                                                                       const ggx_cuda_mlstm_head_norm hnf, int diag,
+                                                                       float *const *pend, int defer) {
     using ctx_t = step_ctx<VEC, WARPS>;
     __shared__ typename ctx_t::smem sm;
     ctx_t x;
@@ -341,7 +384,17 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) mlstm_step_kernel(const ggx_
 #pragma unroll
             for (int e = 0; e < VEC; e++) c[r][e] = 0.0f;
     }
-    x.load_nm();
+    int npend = 0;
+    if constexpr (VEC == 1) {
+        __shared__ PendSmem ps;
+        if (pend) {
+            const float *P0 = pend[x.s];
+            npend = reinterpret_cast<const int *>(P0)[x.h];
+            pend_replay<WARPS, RPT>(c, P0, ggx_cuda_pend_layout_of(x.nh, x.dqk, x.dv), npend, x.h, x.nh, x.dqk, x.dv,
+                                x.warp, x.j0, x.jv, ps);
+        }
+    }
+    x.load_nm(a);
     /* PDL: the batch table, C, n and m were read above while the previous kernel still ran
      * (nothing in this step writes them before this kernel); q, k, v and the gates are its output */
     GGX_PDL_ENTER();
@@ -365,14 +418,26 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) mlstm_step_kernel(const ggx_
         }
     }
     x.finish(a, hnf, sm, num, qn, m_new, v_base, prev);
-    /* the store addresses from a base the compiler cannot equate with the loads', so that it
-     * recomputes them here instead of keeping RPT 64-bit addresses live across the update */
-    float *Cs;
-    asm volatile("mov.b64 %0, %1;" : "=l"(Cs) : "l"(x.Cb));
+    float *P = nullptr;
+    if constexpr (VEC == 1) P = pend ? pend[x.s] : nullptr; /* (loaded again, as in the cluster kernel) */
+    const bool store = !P || npend + 1 >= defer;
+    if (store) {
+        /* the store addresses from a base the compiler cannot equate with the loads', so that it
+         * recomputes them here instead of keeping RPT 64-bit addresses live across the update */
+        float *Cs;
+        asm volatile("mov.b64 %0, %1;" : "=l"(Cs) : "l"(x.Cb));
 #pragma unroll
-    for (int r = 0; r < RPT; r++)
-        if (r < x.nr && !(diag & 2)) c_store<VEC>(Cs + r * x.rstep, x.vok, c[r]);
+        for (int r = 0; r < RPT; r++)
+            if (r < x.nr && !(diag & 2)) c_store<VEC>(Cs + r * x.rstep, x.vok, c[r]);
+    } else if constexpr (VEC == 1) {
+        const ggx_cuda_pend_layout L = ggx_cuda_pend_layout_of(x.nh, x.dqk, x.dv);
+        const size_t q = (size_t)npend * x.nh + x.h;
+        if (blockIdx.x == 0 && x.iv) P[L.k + q * x.dqk + x.tid] = ip * sm.k[x.tid];
+        if (blockIdx.x == 0 && x.tid == 0) P[L.fp + q] = fp;
+        if (x.warp == 0 && x.jv) P[L.v + q * x.dv + x.j0] = vj[0];
+    }
     __syncthreads(); /* is_last */
+    if (P && sm.is_last && x.tid == 0) reinterpret_cast<int *>(P)[x.h] = store ? 0 : npend + 1;
     x.last(a, hnf, sm, m_new, v_base);
 }
 
@@ -397,42 +462,6 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) mlstm_step_kernel(const ggx_
  * while the readout and the norm run (or, with deferred stores, every K-th token: see
  * cuda_common.h). Register bound for 2 blocks per SM (it runs 1-2 sequences: 128-256 blocks),
  * so that the C tile, the context and the pending replay fit without spills. */
-/* C[:, j] of rows warp + WARPS r after the n pending updates of head h (P: the sequence's
- * pending buffer): C = f'_q C + (i'_q k_q) v_q, oldest first, as each step would have applied
- * them (mlstm_step_cl_kernel before its PDL wait, mlstm_flush_kernel). All their loads are
- * issued at once (the k vectors staged in shared memory, pk), so the replay costs one memory
- * latency whatever n; n is the same for the whole block (every thread must call it). */
-constexpr int PEND_Q = GGX_CUDA_MLSTM_DEFER_MAX - 1; /* at most this many pending */
-struct PendSmem {
-    float k[PEND_Q][ML_MAX_DQK];
-    float v[PEND_Q][32]; /* the block's 32 columns */
-    float f[PEND_Q];
-};
-template <int WARPS, int RPT>
-__device__ __forceinline__ void pend_replay(float (&c)[RPT][1], const float *P, const ggx_cuda_pend_layout &L, int n,
-                                            int h, int nh, int dqk, int dv, int warp, int j, bool jv, PendSmem &ps) {
-    const int tid = threadIdx.x, lane = tid & 31;
-#pragma unroll
-    for (int q = 0; q < PEND_Q; q++)
-        if (q < n) {
-            const size_t qh = (size_t)q * nh + h;
-            if (tid == 0) ps.f[q] = P[L.fp + qh];
-            if (warp == 0) ps.v[q][lane] = jv ? P[L.v + qh * dv + j] : 0.0f;
-            for (int i = tid; i < dqk; i += WARPS * 32) ps.k[q][i] = P[L.k + qh * dqk + i];
-        }
-    __syncthreads();
-#pragma unroll
-    for (int q = 0; q < PEND_Q; q++)
-        if (q < n) {
-            const float fq = ps.f[q], vq = ps.v[q][lane];
-#pragma unroll
-            for (int r = 0; r < RPT; r++) {
-                const int i = warp + WARPS * r;
-                if (i < dqk) c[r][0] = fmaf(fq, c[r][0], ps.k[q][i] * vq);
-            }
-        }
-}
-
 template <int WARPS, int RPT>
 __global__ void __launch_bounds__(WARPS * 32, 2) mlstm_step_cl_kernel(const ggx_cuda_mlstm_args a,
                                                                       const ggx_cuda_mlstm_head_norm hnf,
@@ -453,11 +482,10 @@ __global__ void __launch_bounds__(WARPS * 32, 2) mlstm_step_cl_kernel(const ggx_
     if (pend) {
         const float *P0 = pend[x.s];
         npend = reinterpret_cast<const int *>(P0)[x.h];
-        if (npend)
-            pend_replay<WARPS, RPT>(c, P0, ggx_cuda_pend_layout_of(x.nh, x.dqk, x.dv), npend, x.h, x.nh, x.dqk,
-                                    x.dv, x.warp, x.j0, x.jv, ps);
+        pend_replay<WARPS, RPT>(c, P0, ggx_cuda_pend_layout_of(x.nh, x.dqk, x.dv), npend, x.h, x.nh, x.dqk, x.dv,
+                                x.warp, x.j0, x.jv, ps);
     }
-    x.load_nm();
+    x.load_nm(a);
     GGX_PDL_ENTER(); /* as in mlstm_step_kernel */
     float vj[1], fp, ip, m_new, qn;
     size_t v_base;
@@ -528,8 +556,8 @@ __global__ void __launch_bounds__(WARPS * 32, 2) mlstm_step_cl_kernel(const ggx_
     }
     cl.sync(); /* every block: n/m (and pending count) reads consumed, statistics published */
     if (first) {
-        if (x.iv) x.np[x.tid] = x.n_own;
-        if (x.tid == 0) *x.mp = m_new;
+        if (x.iv) x.np(a)[x.tid] = x.n_own;
+        if (x.tid == 0) *x.mp(a) = m_new;
         if (P && x.tid == 0) reinterpret_cast<int *>(P)[x.h] = store ? 0 : npend + 1;
     }
     if (!hnf.hn) return;
@@ -939,15 +967,28 @@ int step_diag() {
     return v;
 }
 
+/* GGX_CUDA_MLSTM_DEFER (default 4; 1 stores C every step), ggx_cuda_mlstm_set_defer */
+int g_defer = -1;
+int defer_k() {
+    if (g_defer < 0) {
+        const char *e = getenv("GGX_CUDA_MLSTM_DEFER");
+        const int v = e && *e ? atoi(e) : 4;
+        g_defer = v < 1 ? 1 : v > GGX_CUDA_MLSTM_DEFER_MAX ? GGX_CUDA_MLSTM_DEFER_MAX : v;
+    }
+    return g_defer;
+}
+
 template <int VEC, int WARPS, int MINB>
-cudaError_t launch_step(cudaStream_t st, const ggx_cuda_mlstm_args *a, const ggx_cuda_mlstm_head_norm &hnf) {
+cudaError_t launch_step(cudaStream_t st, const ggx_cuda_mlstm_args *a, const ggx_cuda_mlstm_head_norm &hnf,
+                        float *const *pend = nullptr) {
+    const int defer = defer_k();
     dim3 grid((unsigned)((a->dv + 32 * VEC - 1) / (32 * VEC)), (unsigned)a->nh, (unsigned)a->n_seqs);
     const int rpt = (a->dqk + WARPS - 1) / WARPS;
-    if (rpt <= 4) GGX_LAUNCH((mlstm_step_kernel<VEC, WARPS, 4, MINB>), grid, WARPS * 32, 0, st, *a, hnf, step_diag());
-    else if (rpt <= 8) GGX_LAUNCH((mlstm_step_kernel<VEC, WARPS, 8, MINB>), grid, WARPS * 32, 0, st, *a, hnf, step_diag());
-    else if (rpt <= 16) GGX_LAUNCH((mlstm_step_kernel<VEC, WARPS, 16, MINB>), grid, WARPS * 32, 0, st, *a, hnf, step_diag());
+    if (rpt <= 4) GGX_LAUNCH((mlstm_step_kernel<VEC, WARPS, 4, MINB>), grid, WARPS * 32, 0, st, *a, hnf, step_diag(), pend, defer);
+    else if (rpt <= 8) GGX_LAUNCH((mlstm_step_kernel<VEC, WARPS, 8, MINB>), grid, WARPS * 32, 0, st, *a, hnf, step_diag(), pend, defer);
+    else if (rpt <= 16) GGX_LAUNCH((mlstm_step_kernel<VEC, WARPS, 16, MINB>), grid, WARPS * 32, 0, st, *a, hnf, step_diag(), pend, defer);
     else if constexpr (WARPS * 32 >= ML_MAX_DQK)
-        GGX_LAUNCH((mlstm_step_kernel<VEC, WARPS, ML_MAX_DQK / WARPS, MINB>), grid, WARPS * 32, 0, st, *a, hnf, step_diag());
+        GGX_LAUNCH((mlstm_step_kernel<VEC, WARPS, ML_MAX_DQK / WARPS, MINB>), grid, WARPS * 32, 0, st, *a, hnf, step_diag(), pend, defer);
     return cudaGetLastError();
 }
 
@@ -1010,17 +1051,6 @@ bool cl_usable(int dqk, int dv, int n_seqs) {
                                                                                      : cl_fits<32>(tiles);
 }
 
-/* GGX_CUDA_MLSTM_DEFER (default 4; 1 stores C every step), ggx_cuda_mlstm_set_defer */
-int g_defer = -1;
-int defer_k() {
-    if (g_defer < 0) {
-        const char *e = getenv("GGX_CUDA_MLSTM_DEFER");
-        const int v = e && *e ? atoi(e) : 4;
-        g_defer = v < 1 ? 1 : v > GGX_CUDA_MLSTM_DEFER_MAX ? GGX_CUDA_MLSTM_DEFER_MAX : v;
-    }
-    return g_defer;
-}
-
 cudaError_t launch_step_cl(cudaStream_t st, const ggx_cuda_mlstm_args *a, const ggx_cuda_mlstm_head_norm &hnf,
                            float *const *pend) {
     const int defer = defer_k();
@@ -1050,7 +1080,9 @@ int ggx_cuda_mlstm_set_defer(int k) {
 }
 
 bool ggx_cuda_mlstm_defer_usable(int dqk, int dv, int n_seqs) {
-    return defer_k() > 1 && rec_variant() == 1 && ggx_cuda_mlstm_supported(dqk, dv) && cl_usable(dqk, dv, n_seqs);
+    /* rec_variant 1: the cluster kernel or mlstm_step_kernel<1, ...>, both replay them */
+    (void)n_seqs;
+    return defer_k() > 1 && rec_variant() == 1 && ggx_cuda_mlstm_supported(dqk, dv);
 }
 
 cudaError_t ggx_cuda_mlstm_flush(cudaStream_t st, float *C, const float *P, int nh, int dqk, int dv) {
@@ -1077,7 +1109,7 @@ cudaError_t ggx_cuda_mlstm_recurrent(cudaStream_t st, const ggx_cuda_mlstm_args 
     if (!pend && var == 1 && ggx_cuda_pk_add_mlstm(a, hn)) return cudaSuccess;
     if (var == 1 && cl_usable(a->dqk, a->dv, a->n_seqs)) return launch_step_cl(st, a, hnf, pend);
     if (var == 2 && a->dv % 2 == 0) return launch_step<2, 8, 2>(st, a, hnf);
-    if (var != 0) return launch_step<1, 8, 4>(st, a, hnf);
+    if (var != 0) return launch_step<1, 8, 4>(st, a, hnf, pend);
     dim3 grid((unsigned)a->nh, (unsigned)((a->dv + 31) / 32), (unsigned)a->n_seqs);
     const int rpt = (a->dqk + ML_WARPS - 1) / ML_WARPS;
     if (rpt <= 4) GGX_LAUNCH((mlstm_rec_kernel<4>), grid, ML_WARPS * 32, 0, st, *a, hnf);

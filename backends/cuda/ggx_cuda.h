@@ -53,7 +53,7 @@ int ggx_cuda_set_persistent(int mode);
  * resulting mode (0 where the device has no clusters); a negative mode only returns the current
  * one. */
 int ggx_cuda_set_mlstm_cluster(int mode);
-/* Deferred C stores of the decode step (1-2 sequences on the cluster kernel): C written every
+/* Deferred C stores of the mLSTM decode step: C written every
  * k-th token, the updates in between kept beside the state and replayed (bit-identical; see
  * backends/cuda/cuda_common.h). 1 = off; default 4 (GGX_CUDA_MLSTM_DEFER); k <= 0 queries.
  * Returns the setting. Process-wide. */
