@@ -1022,7 +1022,6 @@ bool use_mv(const ggx_tensor *n);
 
 ggx_status run_nodes_profiled(Ctx *c, ggx_graph *g) {
     if (c->prof_n_ev < g->n_nodes + 1) {
-        ggx_cuda_pend_free(&c->pend);
         for (int i = 0; i < c->prof_n_ev; i++) cudaEventDestroy(c->prof_ev[i]);
         free(c->prof_ev);
         c->prof_n_ev = 0;

@@ -330,7 +330,7 @@ struct step_ctx {
 /* C[:, j] of rows warp + WARPS r after the n pending updates of head h (P: the sequence's
  * pending buffer): C = f'_q C + (i'_q k_q) v_q, oldest first, as each step would have applied
  * them (mlstm_step_cl_kernel before its PDL wait, mlstm_flush_kernel). All their loads are
- * issued at once (the k vectors staged in shared memory, pk), so the replay costs one memory
+ * issued at once (staged in shared memory, ps), so the replay costs one memory
  * latency whatever n; n is the same for the whole block (every thread must call it). */
 constexpr int PEND_Q = GGX_CUDA_MLSTM_DEFER_MAX - 1; /* at most this many pending */
 struct PendSmem {
@@ -364,6 +364,29 @@ __device__ __forceinline__ void pend_replay(float (&c)[RPT][1], const float *P, 
         }
 }
 
+/* Before the PDL wait: the pending updates of x's head replayed onto its C tile; returns how
+ * many (0 without pending buffers) */
+template <int WARPS, int RPT, class X>
+__device__ __forceinline__ int pend_begin(float (&c)[RPT][1], float *const *pend, const X &x, PendSmem &ps) {
+    if (!pend) return 0;
+    const float *P = pend[x.s];
+    const int n = reinterpret_cast<const int *>(P)[x.h];
+    pend_replay<WARPS, RPT>(c, P, ggx_cuda_pend_layout_of(x.nh, x.dqk, x.dv), n, x.h, x.nh, x.dqk, x.dv, x.warp, x.j0,
+                            x.jv, ps);
+    return n;
+}
+/* This token's update (f', i' k from shared memory, this lane's v) as pending slot n of P; the
+ * head's `writer` block writes the per-head parts, every block its columns of v */
+template <class X>
+__device__ __forceinline__ void pend_append(float *P, int n, const X &x, bool writer, float fp, float ip,
+                                            const float *k_sm, float v) {
+    const ggx_cuda_pend_layout L = ggx_cuda_pend_layout_of(x.nh, x.dqk, x.dv);
+    const size_t q = (size_t)n * x.nh + x.h;
+    if (writer && x.iv) P[L.k + q * x.dqk + x.tid] = ip * k_sm[x.tid]; /* (the product the step uses) */
+    if (writer && x.tid == 0) P[L.fp + q] = fp;
+    if (x.warp == 0 && x.jv) P[L.v + q * x.dv + x.j0] = v;
+}
+
 /* The whole tile in registers (RPT rows x VEC columns per lane): loaded before the PDL wait,
  * updated, read out, stored. With pend (VEC 1 only), C's stores deferred as in
  * mlstm_step_cl_kernel: the head's last block rewrites the pending count with n and m (every
@@ -387,12 +410,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) mlstm_step_kernel(const ggx_
     int npend = 0;
     if constexpr (VEC == 1) {
         __shared__ PendSmem ps;
-        if (pend) {
-            const float *P0 = pend[x.s];
-            npend = reinterpret_cast<const int *>(P0)[x.h];
-            pend_replay<WARPS, RPT>(c, P0, ggx_cuda_pend_layout_of(x.nh, x.dqk, x.dv), npend, x.h, x.nh, x.dqk, x.dv,
-                                x.warp, x.j0, x.jv, ps);
-        }
+        npend = pend_begin<WARPS, RPT>(c, pend, x, ps);
     }
     x.load_nm(a);
     /* PDL: the batch table, C, n and m were read above while the previous kernel still ran
@@ -430,11 +448,7 @@ __global__ void __launch_bounds__(WARPS * 32, MINB) mlstm_step_kernel(const ggx_
         for (int r = 0; r < RPT; r++)
             if (r < x.nr && !(diag & 2)) c_store<VEC>(Cs + r * x.rstep, x.vok, c[r]);
     } else if constexpr (VEC == 1) {
-        const ggx_cuda_pend_layout L = ggx_cuda_pend_layout_of(x.nh, x.dqk, x.dv);
-        const size_t q = (size_t)npend * x.nh + x.h;
-        if (blockIdx.x == 0 && x.iv) P[L.k + q * x.dqk + x.tid] = ip * sm.k[x.tid];
-        if (blockIdx.x == 0 && x.tid == 0) P[L.fp + q] = fp;
-        if (x.warp == 0 && x.jv) P[L.v + q * x.dv + x.j0] = vj[0];
+        pend_append(P, npend, x, blockIdx.x == 0, fp, ip, sm.k, vj[0]);
     }
     __syncthreads(); /* is_last */
     if (P && sm.is_last && x.tid == 0) reinterpret_cast<int *>(P)[x.h] = store ? 0 : npend + 1;
@@ -478,13 +492,7 @@ __global__ void __launch_bounds__(WARPS * 32, 2) mlstm_step_cl_kernel(const ggx_
     /* deferred stores: the tokens since C was last stored, replayed while the previous kernel
      * still runs (their updates were written by earlier launches) */
     __shared__ PendSmem ps;
-    int npend = 0;
-    if (pend) {
-        const float *P0 = pend[x.s];
-        npend = reinterpret_cast<const int *>(P0)[x.h];
-        pend_replay<WARPS, RPT>(c, P0, ggx_cuda_pend_layout_of(x.nh, x.dqk, x.dv), npend, x.h, x.nh, x.dqk, x.dv,
-                                x.warp, x.j0, x.jv, ps);
-    }
+    const int npend = pend_begin<WARPS, RPT>(c, pend, x, ps);
     x.load_nm(a);
     GGX_PDL_ENTER(); /* as in mlstm_step_kernel */
     float vj[1], fp, ip, m_new, qn;
@@ -514,11 +522,7 @@ __global__ void __launch_bounds__(WARPS * 32, 2) mlstm_step_cl_kernel(const ggx_
         for (int r = 0; r < RPT; r++)
             if (r < x.nr) Cs[r * x.rstep] = c[r][0];
     } else {
-        const ggx_cuda_pend_layout L = ggx_cuda_pend_layout_of(x.nh, x.dqk, x.dv);
-        const size_t q = (size_t)npend * x.nh + x.h;
-        if (first && x.iv) P[L.k + q * x.dqk + x.tid] = ip * sm.k[x.tid]; /* (the update's i' k) */
-        if (first && x.tid == 0) P[L.fp + q] = fp;
-        if (x.warp == 0 && x.jv) P[L.v + q * x.dv + x.j0] = vj[0];
+        pend_append(P, npend, x, first, fp, ip, sm.k, vj[0]);
     }
     /* the warps' partial readouts -> h in warp 0 (mlstm_step_kernel's finish(), same order) */
 #pragma unroll

@@ -38,6 +38,18 @@ int lower(const PendRegistry *r, const void *p) {
     return a;
 }
 
+/* room for one more element in a realloc'ed array of *cap (doubling from `first`) */
+template <typename T>
+ggx_status reserve_one(T **arr, int n, int *cap, int first) {
+    if (n < *cap) return GGX_OK;
+    const int c = *cap ? 2 * *cap : first;
+    void *p = realloc(*arr, (size_t)c * sizeof **arr);
+    if (!p) return ggx_fail(GGX_ERR_NOMEM, "cuda: mLSTM pending buffers: out of memory");
+    *arr = static_cast<T *>(p);
+    *cap = c;
+    return GGX_OK;
+}
+
 ggx_status slot_get(PendRegistry *r, size_t floats, float **out) {
     for (int i = 0; i < r->nch; i++) {
         PendChunk &ch = r->ch[i];
@@ -47,15 +59,10 @@ ggx_status slot_get(PendRegistry *r, size_t floats, float **out) {
         *out = ch.base + (size_t)s * floats;
         return GGX_OK;
     }
-    if (r->nch == r->capch) {
-        const int cap = r->capch ? 2 * r->capch : 8;
-        void *p = realloc(r->ch, (size_t)cap * sizeof *r->ch);
-        if (!p) return ggx_fail(GGX_ERR_NOMEM, "cuda: mLSTM pending buffers: out of memory");
-        r->ch = static_cast<PendChunk *>(p);
-        r->capch = cap;
-    }
+    ggx_status st = reserve_one(&r->ch, r->nch, &r->capch, 8);
+    if (st != GGX_OK) return st;
     void *base = nullptr;
-    ggx_status st = r->alloc(r->actx, (size_t)SLOTS * floats * sizeof(float), &base);
+    st = r->alloc(r->actx, (size_t)SLOTS * floats * sizeof(float), &base);
     if (st != GGX_OK) return st;
     PendChunk &ch = r->ch[r->nch++];
     ch.base = static_cast<float *>(base);
@@ -109,22 +116,16 @@ ggx_status ggx_cuda_pend_get(PendRegistry *r, cudaStream_t s, float *C, int nh, 
         *P = r->e[i].P;
         return GGX_OK;
     }
-    if (i < r->n && r->e[i].C == C) { /* same memory, other sizes: a new model's state there */
-        ggx_status st = flush_entry(r, s, r->e[i]);
-        if (st != GGX_OK) return st;
+    if (i < r->n && r->e[i].C == C) { /* same memory, other sizes: the old entry is stale */
+        if (r->e[i].maybe) r->n_maybe--;
         slot_put(r, r->e[i].P);
         memmove(&r->e[i], &r->e[i + 1], (size_t)(r->n - i - 1) * sizeof *r->e);
         r->n--;
     }
-    if (r->n == r->cap) {
-        const int cap = r->cap ? 2 * r->cap : 64;
-        void *p = realloc(r->e, (size_t)cap * sizeof *r->e);
-        if (!p) return ggx_fail(GGX_ERR_NOMEM, "cuda: mLSTM pending buffers: out of memory");
-        r->e = static_cast<PendEntry *>(p);
-        r->cap = cap;
-    }
+    ggx_status st = reserve_one(&r->e, r->n, &r->cap, 64);
+    if (st != GGX_OK) return st;
     float *buf = nullptr;
-    ggx_status st = slot_get(r, ggx_cuda_pend_layout_of(nh, dqk, dv).total, &buf);
+    st = slot_get(r, ggx_cuda_pend_layout_of(nh, dqk, dv).total, &buf);
     if (st != GGX_OK) return st;
     GGX_CU_TRY(cudaMemsetAsync(buf, 0, sizeof(int) * (size_t)nh, s), "mLSTM pending buffer");
     memmove(&r->e[i + 1], &r->e[i], (size_t)(r->n - i) * sizeof *r->e);
