@@ -1160,6 +1160,25 @@ bool pend_aware(const Ctx *c, const ggx_graph *g) {
     return any;
 }
 
+/* The pending buffers of every (state, layer) of a deferring graph, created (once per state:
+ * its first deferring step) before anything is enqueued. Without the memory for them the graph
+ * runs without deferral (false) rather than failing: the buffers are an optimization. */
+bool pend_reserve(Ctx *c, const ggx_graph *g) {
+    for (int k = 0; k < g->n_nodes; k++) {
+        const ggx_tensor *n = g->nodes[k];
+        if (n->op != GGX_OP_MLSTM) continue;
+        for (int q = 0; q < g->batch->n_seqs; q++) {
+            float *P = nullptr;
+            if (ggx_cuda_pend_get(&c->pend, c->stream, g->batch->states[q][n->i[0]].C, n->i[1], n->i[2], n->i[3],
+                                  &P) != GGX_OK) {
+                (void)cudaGetLastError();
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
 /* Before a graph runs on its states: the pending updates of every (state, layer) it reads with
  * a kernel that does not replay them are applied first; after a deferring graph is enqueued,
  * its entries are flagged. */
@@ -1291,7 +1310,7 @@ ggx_status be_graph_compute(ggx_backend *be, ggx_graph *g) {
         if (!be_supports_op(be, g->nodes[k]))
             return ggx_fail(GGX_ERR_UNSUPPORTED, "cuda: node %d (%s, op %d) is not supported",
                             k, g->nodes[k]->name, (int)g->nodes[k]->op);
-    const bool aware = pend_aware(c, g);
+    const bool aware = pend_aware(c, g) && pend_reserve(c, g);
     ggx_status st = pend_before(c, g, aware);
     if (st == GGX_OK) st = upload_batch_table(c, g, aware);
     if (st != GGX_OK) return st;
