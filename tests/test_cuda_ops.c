@@ -407,6 +407,37 @@ static void ref_head_norm(const double *x, const float *w, int n, int64_t C, int
         }
 }
 
+/* HEAD_NORM alone over R rows of NH heads of D: the warp-per-head kernel (D % 4 == 0, D <= 1024:
+ * 1, 2, 4 or 8 float4 per lane, partly filled) and the block kernel (other D), x offset from 0 so
+ * the variance is not the mean square */
+static void test_head_norm(int64_t R, int64_t NH, int64_t D) {
+    const int64_t C = NH * D;
+    float *x = rand_f32(R * C, 1.0f), *w = rand_f32(C, 0.3f);
+    for (int64_t i = 0; i < R * C; i++) x[i] += 2.5f;
+    for (int64_t i = 0; i < C; i++) w[i] += 1.0f;
+    tgraph tg;
+    tg_init(&tg);
+    ggx_tensor *tx = tg_new(&tg, GGX_TYPE_F32, R, C, dev_from(x, (size_t)(R * C) * 4));
+    ggx_tensor *tw = tg_new(&tg, GGX_TYPE_F32, C, 0, dev_from(w, (size_t)C * 4));
+    ggx_tensor *hn = tg_op(&tg, GGX_OP_HEAD_NORM, R, C, tx, tw);
+    hn->i[0] = (int)NH;
+    hn->f[0] = 1e-6f;
+    poison(hn);
+    TEST_CHECK(be->iface.graph_compute(be, &tg.g) == GGX_OK);
+    double *xd = malloc((size_t)(R * C) * sizeof(double)), *ref = malloc((size_t)(R * C) * sizeof(double));
+    for (int64_t i = 0; i < R * C; i++) xd[i] = x[i];
+    ref_head_norm(xd, w, (int)R, C, (int)NH, ref);
+    float *out = host_of(hn);
+    const double e = rel_err(out, ref, R * C);
+    TEST_CHECK_MSG(e <= 1e-5, "head_norm R=%lld NH=%lld D=%lld: rel err %.3g", (long long)R, (long long)NH,
+                   (long long)D, e);
+    printf("  head_norm R=%lld NH=%lld D=%lld: rel err %.2e\n", (long long)R, (long long)NH, (long long)D, e);
+    free(out), free(xd), free(ref), free(x), free(w);
+    be->iface.release(be, tx->data);
+    be->iface.release(be, tw->data);
+    tg_free(&tg);
+}
+
 static void test_fused_layer(enum ggx_type t, int n) {
     const int64_t E = 512, QK = 256, F = 1376, NH = 4; /* heads of 128 */
     weight wq = make_weight(t, QK, E, 0.3f), wk = make_weight(t, QK, E, 0.3f), wv = make_weight(t, E, E, 0.3f);
@@ -805,6 +836,11 @@ int main(void) {
     if (!san) test_mul_mat(GGX_TYPE_BF16, 520, 1024, 64);
     for (int ti = 0; ti < 5; ti++) test_get_rows(types[ti]);
     test_elementwise();
+    {
+        const int64_t hd[8][3] = {{33, 8, 512}, {5, 3, 128}, {7, 4, 36}, {3, 2, 1024}, {9, 5, 260},
+                                  {4, 2, 44}, {3, 2, 1028}, {6, 3, 43}};
+        for (int i = 0; i < 8; i++) test_head_norm(hd[i][0], hd[i][1], hd[i][2]);
+    }
     const int l1[1] = {1}, l3[3] = {5, 1, 70}, l2[2] = {1, 1}, l8[8] = {1, 1, 1, 1, 1, 1, 1, 1};
     test_mlstm(4, 32, 64, 1, l1, 4);     /* the tiny model's heads, decode */
     test_mlstm(3, 40, 70, 3, l3, 3);     /* awkward sizes, mixed lengths */
