@@ -10,6 +10,8 @@
  * does), with a bf16 output, and cublasLt's first heuristic with a bf16 output. Prints ms and
  * TFLOPS per shape (best of reps after a warm-up) and the sum per layer.
  */
+#include "cuda_bench_check.h"
+
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -17,14 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define CK(x)                                                                                  \
-    do {                                                                                       \
-        cudaError_t e_ = (x);                                                                  \
-        if (e_ != cudaSuccess) {                                                               \
-            fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(e_));        \
-            exit(1);                                                                           \
-        }                                                                                      \
-    } while (0)
 #define CB(x)                                                                                  \
     do {                                                                                       \
         cublasStatus_t s_ = (x);                                                               \

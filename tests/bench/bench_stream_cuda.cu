@@ -13,19 +13,13 @@
  * Prints GB/s for each configuration (best of reps, after a warm-up; the buffer is far larger than
  * L2, so every byte comes from DRAM). sm_90 only for tma.
  */
+#include "cuda_bench_check.h"
+
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#define CK(x)                                                                                  \
-    do {                                                                                       \
-        cudaError_t e_ = (x);                                                                  \
-        if (e_ != cudaSuccess) {                                                               \
-            fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(e_));        \
-            exit(1);                                                                           \
-        }                                                                                      \
-    } while (0)
 
 __global__ void __launch_bounds__(256) ldg_kernel(const uint4 *p, size_t n, unsigned *out) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
